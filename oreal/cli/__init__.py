@@ -1,0 +1,26 @@
+"""The ``oreal`` command line: a thin layer that parses arguments, calls the library, prints.
+
+Every sub-command lives in its own module of this package; heavy imports (torch, transformers,
+sympy) happen inside the commands so that ``oreal --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from oreal.cli import data as data_commands
+from oreal.cli import verify as verify_commands
+
+app = typer.Typer(
+    name="oreal",
+    help="Reinforcement learning from outcome rewards for LLM reasoning (OREAL and its family).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("verify")(verify_commands.verify_command)
+app.add_typer(data_commands.app, name="data")
+
+
+def main() -> None:
+    app()
