@@ -1,0 +1,437 @@
+"""The RL training loop, read top to bottom as one story.
+
+    problems -> rollouts -> verdicts -> advantages -> loss -> update -> eval
+
+:class:`Trainer` owns everything a checkpoint must hold (policy, optimizer, scheduler, data
+order, step); each stage it calls is a stateless function of another sub-package. Randomness
+is derived from ``(seed, step)`` at every stage, so a resumed run draws exactly what an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from oreal.algorithms import compute_advantages
+from oreal.config_io import dump_config
+from oreal.data import Problem, load_problems, render_prompt
+from oreal.eval import EvalResult, evaluate_problems
+from oreal.models import load_policy, pick_device
+from oreal.rewards import build_reward
+from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams
+from oreal.train.checkpoint import (
+    TrainerState,
+    capture_rng_state,
+    latest_checkpoint,
+    load_trainer_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from oreal.train.config import OrealConfig, make_algorithm_params
+from oreal.train.metrics import MetricsWriter, plot_curves
+from oreal.train.update import UpdateBatch, policy_update, score_logprobs
+
+
+def derived_seed(seed: int, step: int, stage: int) -> int:
+    """A distinct, reproducible seed per (run seed, step, stage)."""
+    return (seed * 1_000_003 + step * 1_009 + stage) % (2**31 - 1)
+
+
+class Trainer:
+    """Outcome-reward RL on a causal LM; ``Trainer(config).train()`` runs the whole recipe."""
+
+    def __init__(
+        self,
+        config: OrealConfig,
+        *,
+        resume_dir: Path | None = None,
+        console: Console | None = None,
+    ):
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.params = make_algorithm_params(config.algorithm)
+        torch.manual_seed(config.train.seed)
+        device = None if config.model.device == "auto" else config.model.device
+        self.device = pick_device(device)
+        self.autocast = config.model.bf16_autocast
+
+        data = config.data
+        fields = {"question_field": data.question_field, "answer_field": data.answer_field}
+        self.train_problems = load_problems(data.train, **fields)
+        self.eval_problems: list[Problem] = (
+            load_problems(data.eval, limit=data.eval_limit, **fields) if data.eval else []
+        )
+
+        self.policy, self.tokenizer = load_policy(
+            config.model.name_or_path,
+            device=self.device,
+            cache_dir=config.model.cache_dir,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+        )
+        # The frozen reference is the *initial* policy (oreal.md §8), also after a resume.
+        self.reference = self._frozen_copy() if self._needs_reference() else None
+
+        self.step = 0
+        self.data_epoch, self.data_position = 0, 0
+        self.run_dir = self._resolve_run_dir(resume_dir)
+        checkpoint = latest_checkpoint(self.run_dir) if resume_dir else None
+        if resume_dir and checkpoint is None:
+            raise FileNotFoundError(f"{resume_dir} has no checkpoint to resume from")
+        if checkpoint is not None:
+            self._load_policy_weights(checkpoint / "policy")
+
+        self.generator = HFGenerator(
+            self.policy,
+            self.tokenizer,
+            max_batch_size=config.rollout.max_batch_size,
+            autocast=self.autocast,
+        )
+        self.reward = build_reward(
+            config.reward.function, mode=config.reward.mode, timeout=config.reward.timeout
+        )
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.policy.parameters() if p.requires_grad],
+            lr=optim.lr,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+        )
+        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+            self.optimizer,
+            num_warmup_steps=optim.warmup_steps,
+            num_training_steps=config.train.steps,
+            min_lr_rate=optim.min_lr_ratio,
+        )
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        self.metrics = MetricsWriter(
+            self.run_dir,
+            config.train.loggers,
+            resume_step=self.step if checkpoint is not None else None,
+            config=config.model_dump(mode="json"),
+        )
+
+    # ------------------------------------------------------------------------------ the recipe
+    def train(self) -> dict[str, Any]:
+        """Evaluate, run the remaining steps, evaluate again; returns the run summary."""
+        cfg = self.config.train
+        started = time.perf_counter()
+        before = self.evaluate() if self.step == 0 and self.eval_problems else None
+        if before is not None:
+            self.metrics.log_step(0, {"eval_accuracy": before.accuracy})
+            self._print_eval("before training", before)
+        with self._progress() as progress:
+            task = progress.add_task("train", total=cfg.steps, completed=self.step, status="")
+            while self.step < cfg.steps:
+                record = self.train_step()
+                last = self.step == cfg.steps
+                if (
+                    self.eval_problems
+                    and not last
+                    and cfg.eval_every
+                    and self.step % cfg.eval_every == 0
+                ):
+                    record["eval_accuracy"] = self.evaluate().accuracy
+                if last and self.eval_problems:
+                    after = self.evaluate()
+                    record["eval_accuracy"] = after.accuracy
+                self.metrics.log_step(self.step, record)
+                if last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                    self.save()
+                status = f"reward {record['reward_mean']:.3f}"
+                if "eval_accuracy" in record:
+                    status += f"  eval {record['eval_accuracy']:.3f}"
+                progress.update(task, advance=1, status=status)
+        summary = self._summary(before, time.perf_counter() - started)
+        self.metrics.close()
+        if cfg.plot:
+            plot_curves(self.run_dir)
+        return summary
+
+    def train_step(self) -> dict[str, float]:
+        """One step of the story; returns this step's metrics."""
+        cfg, step = self.config, self.step
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+
+        # problems -> rollouts
+        problems = self._next_problems(cfg.rollout.prompts_per_step)
+        prompts = [render_prompt(p, self.tokenizer, cfg.data.template) for p in problems]
+        sampling = self._sampling(seed=derived_seed(cfg.train.seed, step, 0))
+        rollouts = self.generator.generate(prompts, sampling, cfg.rollout.num_rollouts)
+        timings["time_generate"] = time.perf_counter() - tick
+
+        # rollouts -> verdicts
+        tick = time.perf_counter()
+        group_problems = [problems[output.group] for output in rollouts]
+        scores = self.reward(
+            group_problems, [o.text for o in rollouts], [o.truncated for o in rollouts]
+        )
+        timings["time_verify"] = time.perf_counter() - tick
+
+        # verdicts -> advantages
+        score_tensor = torch.tensor(scores, dtype=torch.float32)
+        rewards = score_tensor if self.params.reward_scale == "01" else 2 * score_tensor - 1
+        selection = torch.Generator().manual_seed(derived_seed(cfg.train.seed, step, 1))
+        result = compute_advantages(
+            self.params, rewards, torch.tensor(rollouts.group_index), generator=selection
+        )
+        kept = result.keep.nonzero().flatten()
+
+        # advantages -> loss -> update
+        record = self._rollout_metrics(rollouts, score_tensor, result.keep)
+        tick = time.perf_counter()
+        if len(kept):
+            batch = self._update_batch(rollouts, kept, result)
+            timings["time_score"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            update_seed = torch.Generator().manual_seed(derived_seed(cfg.train.seed, step, 2))
+            record.update(
+                policy_update(
+                    self.policy,
+                    self.optimizer,
+                    self.params,
+                    batch,
+                    micro_batch_size=cfg.train.micro_batch_size,
+                    epochs=cfg.algorithm.update_epochs,
+                    minibatches=cfg.algorithm.minibatches,
+                    grad_clip=cfg.optim.grad_clip,
+                    autocast=self.autocast,
+                    temperature=self._logprob_temperature(),
+                    max_new_tokens=cfg.rollout.max_new_tokens,
+                    generator=update_seed,
+                )
+            )
+            timings["time_train"] = time.perf_counter() - tick
+            trained_tokens = int(batch.tensors.loss_mask.sum()) * cfg.algorithm.update_epochs
+            record["train_tokens_per_s"] = trained_tokens / max(timings["time_train"], 1e-9)
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():
+            # A step whose groups were all filtered out takes no optimizer step, but the
+            # schedule still advances with the step count (torch warns about that order).
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+        self.step += 1
+
+        record.update(timings)
+        record["generate_tokens_per_s"] = rollouts.stats.get("tokens_per_s", 0.0)
+        record["step_time"] = sum(timings.values())
+        self._log_samples(rollouts, scores, result)
+        return record
+
+    # ------------------------------------------------------------------------------ the stages
+    def _next_problems(self, count: int) -> list[Problem]:
+        """The next ``count`` problems of a seeded per-epoch shuffle (resumable position)."""
+        chosen: list[Problem] = []
+        while len(chosen) < count:
+            order = torch.randperm(
+                len(self.train_problems),
+                generator=torch.Generator().manual_seed(
+                    derived_seed(self.config.train.seed, self.data_epoch, 3)
+                ),
+            )
+            take = order[self.data_position : self.data_position + count - len(chosen)]
+            chosen.extend(self.train_problems[int(i)] for i in take)
+            self.data_position += len(take)
+            if self.data_position >= len(self.train_problems):
+                self.data_epoch, self.data_position = self.data_epoch + 1, 0
+        return chosen
+
+    def _sampling(self, seed: int | None, greedy: bool = False) -> SamplingParams:
+        rollout = self.config.rollout
+        max_new = rollout.max_new_tokens
+        if greedy and self.config.train.eval_max_new_tokens:
+            max_new = self.config.train.eval_max_new_tokens
+        return SamplingParams(
+            max_new_tokens=max_new,
+            temperature=0.0 if greedy else rollout.temperature,
+            top_p=rollout.top_p,
+            top_k=rollout.top_k,
+            stop=tuple(rollout.stop),
+            seed=seed,
+        )
+
+    def _logprob_temperature(self) -> float:
+        """Score tokens at the sampling temperature, so the loss sees the sampling policy."""
+        temperature = self.config.rollout.temperature
+        return temperature if temperature > 0 else 1.0
+
+    def _update_batch(self, rollouts: RolloutBatch, kept: torch.Tensor, result: Any) -> UpdateBatch:
+        outputs = [rollouts.outputs[int(i)] for i in kept]
+        tensors = RolloutBatch(outputs, len(outputs), 1).to_tensors(
+            self.generator.pad_token_id, device=self.device
+        )
+        micro = self.config.train.micro_batch_size
+        score = {"micro_batch_size": micro, "autocast": self.autocast}
+        score["temperature"] = self._logprob_temperature()
+        several_updates = self.config.algorithm.update_epochs * self.config.algorithm.minibatches
+        old = score_logprobs(self.policy, tensors, **score) if several_updates > 1 else None
+        ref = None
+        if self.reference is not None:
+            ref = score_logprobs(self.reference, tensors, **score)
+        return UpdateBatch(
+            tensors=tensors,
+            advantages=result.advantages[kept].to(self.device),
+            positive=result.positive[kept].to(self.device),
+            pass_rate=result.pass_rate[kept].to(self.device),
+            token_weights=None,  # the token-level reward model plugs in here
+            old_logprobs=old,
+            ref_logprobs=ref,
+        )
+
+    def evaluate(self) -> EvalResult:
+        """Greedy pass@1 on the held-out problems with the strict verifier."""
+        return evaluate_problems(
+            self.generator,
+            self.eval_problems,
+            template=self.config.data.template,
+            sampling=self._sampling(seed=None, greedy=True),
+            verifier=self.reward.verifier if hasattr(self.reward, "verifier") else None,
+            batch_size=self.config.rollout.max_batch_size,
+        )
+
+    # ------------------------------------------------------------------------------ bookkeeping
+    def _rollout_metrics(
+        self, rollouts: RolloutBatch, scores: torch.Tensor, keep: torch.Tensor
+    ) -> dict[str, float]:
+        k = rollouts.k
+        correct = scores.view(-1, k) > 0.5
+        per_group = correct.sum(dim=1)
+        lengths = torch.tensor([len(o.response_ids) for o in rollouts], dtype=torch.float32)
+        return {
+            "reward_mean": float(scores.mean()),
+            "pass_rate": float(correct.float().mean()),
+            "groups_mixed": float(((per_group > 0) & (per_group < k)).float().mean()),
+            "groups_kept": float(keep.view(-1, k).any(dim=1).float().mean()),
+            "sequences_kept": float(keep.sum()),
+            "response_length": float(lengths.mean()),
+            "truncation_rate": float(sum(o.truncated for o in rollouts) / len(rollouts)),
+        }
+
+    def _log_samples(self, rollouts: RolloutBatch, scores: list[float], result: Any) -> None:
+        count = self.config.train.samples_per_step
+        if count <= 0:
+            return
+        verdicts = getattr(self.reward, "last_verdicts", None)
+        # Spread over groups: sample i of group i (mod K), so one batch shows several prompts.
+        picks = [g * rollouts.k + g % rollouts.k for g in range(rollouts.num_prompts)][:count]
+        samples = []
+        for i in picks:
+            output = rollouts.outputs[i]
+            sample = {
+                "prompt": output.prompt,
+                "response": output.text,
+                "reward": scores[i],
+                "truncated": output.truncated,
+                "advantage": float(result.advantages[i]),
+                "kept": bool(result.keep[i]),
+            }
+            if verdicts:
+                sample["extracted"] = verdicts[i].extracted
+                sample["reason"] = verdicts[i].reason
+            samples.append(sample)
+        self.metrics.log_samples(self.step, samples)
+
+    def _needs_reference(self) -> bool:
+        return bool(self.params.kl_coef) and self.params.kl_target == "ref"
+
+    def _frozen_copy(self) -> torch.nn.Module:
+        reference = copy.deepcopy(self.policy)
+        reference.eval()
+        for parameter in reference.parameters():
+            parameter.requires_grad_(False)
+        return reference
+
+    def _load_policy_weights(self, policy_dir: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        trained = AutoModelForCausalLM.from_pretrained(str(policy_dir), dtype=torch.float32)
+        self.policy.load_state_dict(trained.state_dict())
+
+    def _resolve_run_dir(self, resume_dir: Path | None) -> Path:
+        if resume_dir is not None:
+            return Path(resume_dir)
+        if self.config.train.run_dir:
+            run_dir = Path(self.config.train.run_dir)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            run_dir = Path("runs") / f"{self.config.algorithm.name}-{stamp}"
+        if (run_dir / "metrics.jsonl").exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a run; use --resume {run_dir} or another run_dir"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(self.config, run_dir / "config.yaml")
+        return run_dir
+
+    def save(self) -> Path:
+        state = TrainerState(
+            step=self.step,
+            data_position=self.data_position,
+            data_epoch=self.data_epoch,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=capture_rng_state(),
+        )
+        return save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, state)
+
+    def _load_state(self, checkpoint: Path) -> None:
+        state = load_trainer_state(checkpoint)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        restore_rng_state(state.rng)
+        self.step, self.data_position, self.data_epoch = (
+            state.step,
+            state.data_position,
+            state.data_epoch,
+        )
+        self.console.print(f"resumed from {checkpoint} (step {self.step})")
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]step {task.completed}/{task.total}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+
+    def _print_eval(self, label: str, result: EvalResult) -> None:
+        correct = round(result.accuracy * result.num_problems)
+        self.console.print(
+            f"eval {label}: {correct}/{result.num_problems} = {result.accuracy:.1%} (greedy pass@1)"
+        )
+
+    def _summary(self, before: EvalResult | None, seconds: float) -> dict[str, Any]:
+        records = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").open()]
+        evals = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
+        summary: dict[str, Any] = {
+            "run_dir": str(self.run_dir),
+            "steps": self.step,
+            "wall_seconds": round(seconds, 1),
+            "eval_problems": len(self.eval_problems),
+            "eval_accuracy_before": evals[0] if evals else None,
+            "eval_accuracy_after": evals[-1] if evals else None,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if evals:
+            gain = evals[-1] - evals[0]
+            sign = "+" if gain >= 0 else ""
+            self.console.print(
+                f"eval accuracy {evals[0]:.1%} -> {evals[-1]:.1%} ({sign}{gain * 100:.1f} points) "
+                f"in {seconds / 60:.1f} min; run: {self.run_dir}"
+            )
+        return summary
