@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 from oreal.cli import data as data_commands
+from oreal.cli import eval as eval_commands
+from oreal.cli import train as train_commands
 from oreal.cli import verify as verify_commands
 
 app = typer.Typer(
@@ -18,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("train")(train_commands.train_command)
+app.command("eval")(eval_commands.eval_command)
 app.command("verify")(verify_commands.verify_command)
 app.add_typer(data_commands.app, name="data")
 

@@ -1,0 +1,180 @@
+"""``oreal verify``: check one answer, or a JSONL file of (gold, response) pairs.
+
+One pair: ``oreal verify --gold 25 --response '... \\boxed{025}'`` prints a JSON verdict.
+A file: each line has ``gold`` (or ``answer``: a string or a list of strings) and ``response``
+(and optionally ``truncated``); each output line is the input plus ``correct``, ``extracted`` and
+``reason``. The whole file is validated before any work, so a malformed line stops the run with
+exit code 2 and nothing written; ``--out`` is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+_BATCH = 2048
+_PROGRESS_MIN = 1000
+
+
+class _BadInput(Exception):
+    """A malformed input line: the message names the line."""
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    """Parse and validate every line first (blank lines are skipped)."""
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise _BadInput(f"line {number}: invalid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise _BadInput(f"line {number}: expected a JSON object")
+            gold = row.get("gold", row.get("answer"))
+            if gold is None:
+                raise _BadInput(f"line {number}: missing field 'gold' (or 'answer')")
+            if not (
+                isinstance(gold, str)
+                or (isinstance(gold, list) and gold and all(isinstance(g, str) for g in gold))
+            ):
+                raise _BadInput(f"line {number}: 'gold' must be a string or a list of strings")
+            if "response" not in row:
+                raise _BadInput(f"line {number}: missing field 'response'")
+            if not isinstance(row["response"], str):
+                raise _BadInput(f"line {number}: 'response' must be a string")
+            if not isinstance(row.get("truncated", False), bool):
+                raise _BadInput(f"line {number}: 'truncated' must be true or false")
+            rows.append(row)
+    return rows
+
+
+def _write_atomic(path: Path, lines: list[str]) -> None:
+    """Temp file in the target directory, then ``os.replace``: no half-written output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run_file(rows: list[dict[str, Any]], verifier: Any) -> list[str]:
+    """Verdicts in batches, with a progress bar on stderr for large files."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    out: list[str] = []
+    show = len(rows) >= _PROGRESS_MIN
+    with Progress(
+        "[bold]verify",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("verify", total=len(rows))
+        for start in range(0, len(rows), _BATCH):
+            batch = rows[start : start + _BATCH]
+            verdicts = verifier.verify_batch(
+                [r.get("gold", r.get("answer")) for r in batch],
+                [r["response"] for r in batch],
+                [r.get("truncated", False) for r in batch],
+            )
+            for row, verdict in zip(batch, verdicts, strict=True):
+                row.update(verdict.to_dict())
+                out.append(json.dumps(row, ensure_ascii=False) + "\n")
+            progress.advance(task, len(batch))
+    return out
+
+
+def verify_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="JSONL with 'gold' (or 'answer') and 'response' per line.",
+            metavar="FILE",
+            dir_okay=False,
+        ),
+    ] = None,
+    gold: Annotated[str | None, typer.Option("--gold", help="Gold answer (single check).")] = None,
+    response: Annotated[
+        str | None, typer.Option("--response", help="Model response (single check).")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="strict (final \\boxed{} only) or lenient.")
+    ] = "strict",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write result lines here (atomic); else stdout.")
+    ] = None,
+    truncated: Annotated[
+        bool, typer.Option("--truncated", help="Single check: the response was cut off.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds per check.")] = 5.0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes (default: CPUs).")
+    ] = None,
+) -> None:
+    """Verify answers against gold answers (exit code 2 on bad input)."""
+    from oreal.verify import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
+    single = gold is not None or response is not None
+    if file is not None and single:
+        raise typer.BadParameter("give either FILE or --gold/--response, not both")
+    if file is None and not (gold is not None and response is not None):
+        raise typer.BadParameter("give FILE, or both --gold and --response")
+
+    from oreal.verify import Verifier
+
+    if file is None:
+        assert gold is not None and response is not None
+        with Verifier(mode=mode, timeout=timeout, workers=workers or 1) as verifier:
+            verdict = verifier.verify(gold, response, truncated=truncated)
+        typer.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
+        return
+
+    try:
+        rows = _load(file)
+    except OSError as error:
+        typer.echo(f"Error: cannot read {file}: {error.strerror or error}", err=True)
+        raise typer.Exit(code=2) from None
+    except _BadInput as error:
+        typer.echo(f"Error: {file}: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+    with Verifier(mode=mode, timeout=timeout, workers=workers) as verifier:
+        lines = _run_file(rows, verifier)
+    if out is not None:
+        _write_atomic(out, lines)
+    else:
+        sys.stdout.writelines(lines)
+        sys.stdout.flush()
+    _summary(rows, to_stderr=out is None)
+
+
+def _summary(rows: list[dict[str, Any]], *, to_stderr: bool) -> None:
+    """Count, correct and accuracy; on stderr when stdout carries the result lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    correct = sum(bool(r["correct"]) for r in rows)
+    table = Table(title="oreal verify")
+    for column in ("count", "correct", "accuracy"):
+        table.add_column(column, justify="right")
+    accuracy = correct / len(rows) if rows else 0.0
+    table.add_row(str(len(rows)), str(correct), f"{accuracy:.4f}")
+    Console(stderr=to_stderr).print(table)
