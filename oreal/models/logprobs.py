@@ -1,0 +1,183 @@
+"""Memory-bounded per-token log-probabilities (and entropies) of response tokens.
+
+A naive ``model(ids).logits.log_softmax(-1)`` materialises ``B x T x V`` floats (several times,
+counting autograd buffers): for SmolLM2-135M (V = 49152) a 16 x 512 batch is 1.6 GB per copy and
+a naive training step peaked at 10.5 GB RSS. Here the decoder produces hidden states, only
+response positions are kept, and ``lm_head`` + log-softmax run chunk by chunk over those tokens
+under activation checkpointing, so at most one chunk of logits exists at a time, in forward and
+in backward.
+
+Layout: results are *compact*: ``logprobs[b, j]`` is the log-probability of the j-th response
+token of row b (``j < n_b``, the number of response tokens of that row); the tail is zero. The
+matching boolean mask is :func:`compact_response_mask` (also produced by
+:func:`oreal.rollout.base.pad_rollouts` as ``loss_mask``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+
+__all__ = [
+    "compact_response_mask",
+    "naive_token_logprobs",
+    "response_positions",
+    "token_logprobs",
+]
+
+
+def response_positions(response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of response tokens per row, left-aligned: ``(index [B, R], valid [B, R])``.
+
+    ``R`` is the largest number of response tokens in any row; ``index`` is 0 where invalid.
+    The mask need not be contiguous (e.g. multi-turn rollouts with tool output in between).
+    """
+    mask = response_mask.bool()
+    counts = mask.sum(dim=1)
+    width = int(counts.max().item()) if mask.numel() else 0
+    # A stable sort of "not response" puts response positions first, in their original order.
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+    return order.masked_fill(~valid, 0), valid
+
+
+def compact_response_mask(response_mask: torch.Tensor) -> torch.Tensor:
+    """The ``[B, R]`` validity mask that goes with :func:`token_logprobs` outputs."""
+    return response_positions(response_mask)[1]
+
+
+def _decoder_and_head(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:
+    """Split a causal LM into the hidden-state producing decoder and the output projection."""
+    head = model.get_output_embeddings()
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if decoder is None or decoder is model:
+        decoder = getattr(model, model.base_model_prefix, None)
+    if head is None or decoder is None or decoder is model:
+        raise TypeError(f"cannot split {type(model).__name__} into decoder and lm_head")
+    return decoder, head
+
+
+def _logit_transform(model: PreTrainedModel, temperature: float) -> tuple[float, float | None]:
+    """Scale and soft-cap that the model's own forward applies to logits (Cohere, Gemma 2)."""
+    config = model.config
+    scale = float(getattr(config, "logit_scale", None) or 1.0) / float(temperature)
+    softcap = getattr(config, "final_logit_softcapping", None)
+    return scale, (float(softcap) if softcap else None)
+
+
+def _chunk_stats(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    head: nn.Module,
+    scale: float,
+    softcap: float | None,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of ``targets`` and entropy for one chunk of hidden states (``[N, H]``)."""
+    logits = head(hidden).float()
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    if scale != 1.0:
+        logits = logits * scale
+    lse = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - lse
+    if with_entropy:
+        probs = torch.exp(logits - lse[:, None])
+        entropy = lse - (probs * logits).sum(dim=-1)
+    else:
+        entropy = logp.new_zeros(())
+    return logp, entropy
+
+
+def token_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    chunk_size: int = 512,
+    with_entropy: bool = False,
+    temperature: float = 1.0,
+    use_checkpoint: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs ``[B, R]`` (fp32) of the response tokens, plus entropies if asked.
+
+    ``response_mask[b, t]`` marks that token ``input_ids[b, t]`` belongs to the response, i.e. its
+    log-prob comes from the logits at position ``t - 1`` (so position 0 must not be marked).
+    Batches should be right-padded (``pad_rollouts`` does that) so position ids are plain
+    ``arange``. ``temperature`` divides the logits, matching a sampler run at that temperature.
+
+    Gradients flow to the model through every chunk. ``use_checkpoint`` (default: whenever
+    autograd is recording) recomputes each chunk's logits in backward instead of storing them;
+    under ``torch.no_grad`` (reference / old-policy log-probs) there is nothing to store.
+    Run it inside :func:`oreal.models.device.autocast_context` for bf16 matmuls; the softmax
+    statistics are always computed in fp32.
+    """
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    mask = response_mask.bool()
+    if mask.shape != input_ids.shape:
+        raise ValueError(f"response_mask {tuple(mask.shape)} != input_ids {tuple(input_ids.shape)}")
+    if mask[:, 0].any():
+        raise ValueError("response_mask marks position 0, which no logits predict")
+    decoder, head = _decoder_and_head(model)
+    scale, softcap = _logit_transform(model, temperature)
+
+    index, valid = response_positions(mask)
+    batch, width = index.shape
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+    size = hidden.shape[-1]
+    # Only hidden states that predict a response token are kept: position t - 1 predicts token t.
+    gathered = hidden.gather(1, (index - 1).clamp(min=0)[..., None].expand(-1, -1, size))
+    flat_hidden = gathered[valid]
+    flat_targets = input_ids.gather(1, index)[valid]
+
+    if use_checkpoint is None:
+        use_checkpoint = torch.is_grad_enabled()
+    logps: list[torch.Tensor] = []
+    entropies: list[torch.Tensor] = []
+    for start in range(0, flat_hidden.shape[0], chunk_size):
+        h = flat_hidden[start : start + chunk_size]
+        t = flat_targets[start : start + chunk_size]
+        if use_checkpoint:
+            lp, ent = checkpoint(
+                _chunk_stats, h, t, head, scale, softcap, with_entropy, use_reentrant=False
+            )
+        else:
+            lp, ent = _chunk_stats(h, t, head, scale, softcap, with_entropy)
+        logps.append(lp)
+        entropies.append(ent)
+
+    def scatter(parts: list[torch.Tensor]) -> torch.Tensor:
+        flat = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+        out = torch.zeros(batch, width, dtype=torch.float32, device=hidden.device)
+        return out.masked_scatter(valid, flat)
+
+    return scatter(logps), (scatter(entropies) if with_entropy else None)
+
+
+def naive_token_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    with_entropy: bool = False,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Reference implementation with a full-vocabulary log-softmax; same layout as
+    :func:`token_logprobs`. Memory-hungry: for tests and debugging only."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits.float() / temperature
+    logp_all = torch.log_softmax(logits[:, :-1], dim=-1)
+    token_logp = logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    index, valid = response_positions(response_mask.bool())
+    prev = (index - 1).clamp(min=0)
+    logp = token_logp.gather(1, prev).masked_fill(~valid, 0.0)
+    if not with_entropy:
+        return logp, None
+    entropy_all = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy_all.gather(1, prev).masked_fill(~valid, 0.0)
