@@ -1,0 +1,332 @@
+"""``oreal eval`` as a library call: resolve the model, check every input, run, write, resume.
+
+Everything that can be wrong with the inputs (k > n, an unknown benchmark or template, a missing
+model path, a resume with other settings) is checked before the output directory is touched, so
+a bad command leaves nothing half-written. Generations are appended to ``generations.jsonl`` and
+flushed per chunk; ``--resume`` reads them back and generates only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from oreal.eval.report import write_outputs
+
+__all__ = [
+    "EvalInputError",
+    "EvalSettings",
+    "GenerationsLog",
+    "check_sampling",
+    "default_ks",
+    "resolve_model",
+    "run_evaluation",
+    "run_template",
+]
+
+SETTINGS_FILE = "settings.json"
+GENERATIONS_FILE = "generations.jsonl"
+RESULTS_FILE = "results.json"
+_STEP_PREFIX = "step-"
+
+
+class EvalInputError(ValueError):
+    """A bad command-line input; the CLI prints it and exits with code 2."""
+
+
+class EvalSettings(BaseModel):
+    """Everything that determines the generations; a resume must match it exactly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    model_path: str
+    benchmarks: list[str]
+    n: int = 1
+    ks: list[int] = [1]
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    limit: int | None = None
+    mode: Literal["strict", "lenient"] = "strict"
+    template: str = "chat"
+    batch_size: int = 16
+    seed: int = 0
+    autocast: bool = True
+
+
+def default_ks(n: int) -> list[int]:
+    """1, the powers of two below ``n``, and ``n``: the usual x-axis of a pass@k curve."""
+    ks = {1, n}
+    power = 2
+    while power < n:
+        ks.add(power)
+        power *= 2
+    return sorted(ks)
+
+
+def check_sampling(n: int, ks: Sequence[int], temperature: float) -> None:
+    """Reject settings whose numbers would be meaningless, with the fix in the message."""
+    if n < 1:
+        raise EvalInputError(f"--n must be >= 1, got {n}")
+    bad = [k for k in ks if not 1 <= k <= n]
+    if bad:
+        raise EvalInputError(
+            f"every k must be between 1 and n={n}; got {bad}. pass@k and maj@k need at least k "
+            f"samples per problem: raise --n or lower --k."
+        )
+    if n > 1 and temperature == 0:
+        raise EvalInputError(
+            f"--n {n} with --temperature 0 would repeat one greedy answer {n} times; set a "
+            "sampling temperature (e.g. --temperature 0.6) or use --n 1 for greedy pass@1."
+        )
+
+
+def resolve_model(model: str) -> tuple[str, Path | None]:
+    """The path or id to load for MODEL, and the ``oreal train`` run directory if it is one.
+
+    A run directory (has ``checkpoints/``) gives its latest ``step-NNNNNN/policy``; a checkpoint
+    directory gives its ``policy``; a directory with ``config.json`` is used as is. Anything that
+    looks like a path (absolute, ``./``, ``~``, or an existing file) must exist. Other names
+    (``embedded``, hub ids) are left to :func:`oreal.models.load_policy`.
+    """
+    from oreal.models import EMBEDDED_ALIASES
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        if model.strip().lower() in EMBEDDED_ALIASES:
+            return model, None
+        if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+            raise EvalInputError(f"model path not found: {model}")
+        return model, None
+    if path.is_file():
+        if path.suffix == ".gguf":
+            return str(path), None
+        raise EvalInputError(f"{model} is a file; expected a model directory, .gguf or hub id")
+    if (path / "checkpoints").is_dir():
+        steps = sorted(
+            (int(child.name[len(_STEP_PREFIX) :]), child)
+            for child in (path / "checkpoints").iterdir()
+            if child.is_dir()
+            and child.name.startswith(_STEP_PREFIX)
+            and child.name[len(_STEP_PREFIX) :].isdigit()
+            and (child / "policy" / "config.json").is_file()
+        )
+        if not steps:
+            raise EvalInputError(f"run directory {model} has no checkpoints/step-*/policy yet")
+        return str(steps[-1][1] / "policy"), path
+    if path.name.startswith(_STEP_PREFIX) and (path / "policy" / "config.json").is_file():
+        run = path.parent.parent
+        return str(path / "policy"), run if (run / "config.yaml").is_file() else None
+    if (path / "config.json").is_file():
+        return str(path), None
+    raise EvalInputError(
+        f"{model} is neither a model directory (config.json), a checkpoint (step-*/policy) nor "
+        "an oreal train run directory (checkpoints/)"
+    )
+
+
+def run_template(run_dir: Path | None) -> str | None:
+    """The prompt template a run was trained with (its config.yaml), to evaluate it the same way."""
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return None
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    template = (config.get("data") or {}).get("template")
+    return template if isinstance(template, str) else None
+
+
+class GenerationsLog:
+    """``generations.jsonl``: one verified sample per line, appended and flushed per chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        """Complete records, in file order; a torn last line (killed mid-write) is dropped."""
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text("utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and {"benchmark", "problem_id", "sample"} <= set(record):
+                records.append(record)
+        return records
+
+    def rewrite(self, records: Sequence[dict[str, Any]]) -> None:
+        """Replace the file with ``records`` (drops torn lines before appending after them)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _load_benchmarks(settings: EvalSettings) -> dict[str, list[Any]]:
+    from oreal.data import load_problems
+
+    loaded = {}
+    for name in settings.benchmarks:
+        try:
+            problems = load_problems(name, limit=settings.limit, split="test")
+        except (ValueError, ImportError) as error:
+            raise EvalInputError(f"benchmark {name!r}: {error}") from error
+        if not problems:
+            raise EvalInputError(f"benchmark {name!r} has no problems")
+        loaded[name] = problems
+    return loaded
+
+
+def _check_resume(out_dir: Path, settings: EvalSettings, resume: bool) -> None:
+    saved_path = out_dir / SETTINGS_FILE
+    started = saved_path.is_file() or (out_dir / GENERATIONS_FILE).is_file()
+    if not resume:
+        if started:
+            raise EvalInputError(
+                f"{out_dir} already holds an evaluation; pass --resume to continue it or choose "
+                "another --out"
+            )
+        return
+    if not saved_path.is_file():
+        if (out_dir / GENERATIONS_FILE).is_file():
+            raise EvalInputError(f"{out_dir} has generations but no {SETTINGS_FILE}; cannot resume")
+        return  # nothing to resume: a fresh start
+    saved = json.loads(saved_path.read_text("utf-8"))
+    current = settings.model_dump(mode="json")
+    diffs = [
+        f"{key}: saved {saved.get(key)!r}, now {current[key]!r}"
+        for key in current
+        if saved.get(key) != current[key]
+    ]
+    if diffs:
+        raise EvalInputError(
+            f"--resume settings differ from those saved in {saved_path}: " + "; ".join(diffs)
+        )
+
+
+def run_evaluation(
+    settings: EvalSettings,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``settings.model`` on every benchmark and write the output files to ``out_dir``.
+
+    Raises :class:`EvalInputError` for bad inputs before anything is written. Returns the
+    content of ``results.json``. ``threads`` sets torch's CPU threads: on a machine shared with
+    other jobs, fewer threads than cores avoids oversubscription, which can slow CPU decoding
+    down several-fold.
+    """
+    check_sampling(settings.n, settings.ks, settings.temperature)
+    if settings.batch_size < 1 or settings.max_new_tokens < 1:
+        raise EvalInputError("--batch-size and --max-new-tokens must be >= 1")
+    from oreal.data import TemplateError, get_template
+
+    try:
+        get_template(settings.template)
+    except TemplateError as error:
+        raise EvalInputError(str(error)) from error
+    benchmarks = _load_benchmarks(settings)
+    _check_resume(out_dir, settings, resume)
+
+    from oreal.data import render_prompt
+    from oreal.eval.evaluate import evaluate_problems
+    from oreal.models import load_policy
+    from oreal.rollout import HFGenerator, SamplingParams
+    from oreal.verify import Verifier
+
+    if threads is not None:
+        if threads < 1:
+            raise EvalInputError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        model, tokenizer = load_policy(settings.model_path)
+    except (OSError, ValueError, ModuleNotFoundError) as error:
+        raise EvalInputError(f"cannot load model {settings.model!r}: {error}") from error
+    try:  # a template the tokenizer cannot render fails now, not after writing settings
+        render_prompt(next(iter(benchmarks.values()))[0], tokenizer, settings.template)
+    except TemplateError as error:
+        raise EvalInputError(str(error)) from error
+    generator = HFGenerator(
+        model, tokenizer, max_batch_size=settings.batch_size, autocast=settings.autocast
+    )
+    sampling = SamplingParams(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=settings.seed,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_json(out_dir / SETTINGS_FILE, settings.model_dump(mode="json"))
+    log = GenerationsLog(out_dir / GENERATIONS_FILE)
+    previous = log.read() if resume else []
+    log.rewrite(previous)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    start = time.perf_counter()
+    results: dict[str, Any] = {}
+    with Verifier(mode=settings.mode) as verifier:
+        for name, problems in benchmarks.items():
+            done = [r for r in previous if r["benchmark"] == name]
+
+            def write(records: list[dict[str, Any]], name: str = name) -> None:
+                log.append([{"benchmark": name, **record} for record in records])
+
+            result = evaluate_problems(
+                generator,
+                problems,
+                template=settings.template,
+                sampling=sampling,
+                verifier=verifier,
+                n=settings.n,
+                ks=settings.ks,
+                batch_size=settings.batch_size,
+                on_samples=write,
+                progress=progress,
+                previous=done,
+                label=name,
+            )
+            entry = result.to_dict()
+            entry["resumed_samples"] = len(done)
+            results[name] = entry
+    document = {
+        "model": settings.model,
+        "model_path": settings.model_path,
+        "settings": settings.model_dump(mode="json"),
+        "started_at": started_at,
+        "wall_time_s": time.perf_counter() - start,
+        "benchmarks": results,
+    }
+    write_outputs(out_dir, document)
+    return document
+
+
+def _atomic_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    os.replace(tmp, path)
