@@ -30,8 +30,11 @@ def train_command(
         Path | None, typer.Option(help="Where to write the run (default runs/<name>-<time>).")
     ] = None,
 ) -> None:
-    """Train a policy with RL from outcome rewards. With no arguments: the embedded CPU demo
-    (SmolLM2-135M-Instruct, OREAL, 2-digit addition/subtraction), evaluated before and after."""
+    """Train a policy with RL from outcome rewards.
+
+    With no config: the embedded CPU demo (configs/demo.yaml: SmolLM2-135M-Instruct, OREAL,
+    addition and subtraction), evaluated before and after training.
+    """
     from oreal.config_io import ConfigError, load_config
     from oreal.configs import resolve_config_path
     from oreal.train.config import OrealConfig
@@ -44,6 +47,8 @@ def train_command(
             if resume is not None:
                 raise ConfigError("--resume takes the run's own config; do not pass another one")
             config_path = resolve_config_path(arguments.pop(0))
+        elif resume is None:
+            config_path = resolve_config_path("demo")
         overrides = arguments
         if resume is not None:
             resolved = resume / "config.yaml"
@@ -55,7 +60,7 @@ def train_command(
             if run_dir is not None:
                 config.train.run_dir = str(run_dir)
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(code=2) from None
     from oreal.train.loop import Trainer
 

@@ -83,6 +83,13 @@ _TEMPLATES: dict[str, PromptTemplate] = {
             chat=True,
             suffix="\n" + SHORT_INSTRUCTION,
         ),
+        PromptTemplate(
+            name="boxed_example",
+            description="boxed_short plus a one-line example of the format; a 135M model boxes "
+            "its answer three times as often with it (the CPU demo's template).",
+            chat=True,
+            suffix="\n" + SHORT_INSTRUCTION[:-1] + ", for example: The answer is \\boxed{7}.",
+        ),
     ]
 }
 

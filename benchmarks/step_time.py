@@ -1,0 +1,138 @@
+"""Per-phase time of one RL step on the demo model, written as JSON.
+
+Phases, as the trainer runs them: generation (K rollouts for each prompt), scoring (the frozen
+reference's log-probs, and the rollout policy's when PPO needs them), and the policy update
+(forward with grad through the chunked log-probs, backward, AdamW step). The update trains on
+every rollout with random advantages, so the number does not depend on how many groups a
+method keeps. Verification is timed by benchmarks/verify_throughput.py.
+
+    python benchmarks/step_time.py                      # embedded SmolLM2-135M, bf16 autocast
+    python benchmarks/step_time.py --no-bf16            # fp32 compute, for comparison
+    python benchmarks/step_time.py --model PATH --prompts 8 --k 8 --max-new-tokens 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--micro-batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2, help="steps timed (after a warm-up)")
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 compute instead of bf16")
+    parser.add_argument("--out", default="benchmarks/results/step_time.json")
+    args = parser.parse_args()
+
+    from oreal.algorithms import algorithm_params
+    from oreal.data import load_problems, render_prompt
+    from oreal.models import load_policy
+    from oreal.rollout import HFGenerator, SamplingParams
+    from oreal.train.update import UpdateBatch, policy_update, score_logprobs
+
+    autocast = not args.no_bf16
+    started = time.perf_counter()
+    policy, tokenizer = load_policy(args.model)
+    load_seconds = time.perf_counter() - started
+    reference, _ = load_policy(args.model)
+    generator = HFGenerator(policy, tokenizer, max_batch_size=args.prompts * args.k)
+    generator.autocast = autocast
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
+    params = algorithm_params("grpo", kl_coef=0.01, policy_loss="pg", aggregation="token_mean")
+    problems = load_problems(f"synthetic:arithmetic?n={args.prompts * (args.repeats + 1)}&seed=0")
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
+
+    steps = []
+    for repeat in range(args.repeats + 1):
+        chunk = problems[repeat * args.prompts : (repeat + 1) * args.prompts]
+        prompts = [render_prompt(p, tokenizer, "boxed_short") for p in chunk]
+        tick = time.perf_counter()
+        rollouts = generator.generate(prompts, sampling, args.k)
+        generate_s = time.perf_counter() - tick
+        tensors = rollouts.to_tensors(generator.pad_token_id)
+
+        tick = time.perf_counter()
+        ref = score_logprobs(
+            reference, tensors, micro_batch_size=args.micro_batch_size, autocast=autocast
+        )
+        score_s = time.perf_counter() - tick
+
+        advantages = torch.randn(len(rollouts), generator=torch.Generator().manual_seed(repeat))
+        batch = UpdateBatch(
+            tensors=tensors,
+            advantages=advantages,
+            positive=advantages > 0,
+            pass_rate=torch.full_like(advantages, 0.5),
+            ref_logprobs=ref,
+        )
+        tick = time.perf_counter()
+        policy_update(
+            policy,
+            optimizer,
+            params,
+            batch,
+            micro_batch_size=args.micro_batch_size,
+            autocast=autocast,
+            max_new_tokens=args.max_new_tokens,
+        )
+        train_s = time.perf_counter() - tick
+        response_tokens = int(tensors.loss_mask.sum())
+        steps.append(
+            {
+                "generate_s": generate_s,
+                "reference_logprobs_s": score_s,
+                "train_s": train_s,
+                "sequences": len(rollouts),
+                "response_tokens": response_tokens,
+                "padded_sequence_length": int(tensors.input_ids.shape[1]),
+                "generate_tokens_per_s": response_tokens / generate_s,
+                "reference_tokens_per_s": response_tokens / score_s,
+                "train_tokens_per_s": response_tokens / train_s,
+            }
+        )
+        print(json.dumps({"repeat": repeat, **steps[-1]}))
+
+    timed = steps[1:]  # the first step pays one-off costs (allocator, kernel selection)
+    mean = {key: sum(step[key] for step in timed) / len(timed) for key in timed[0]}
+    result = {
+        "benchmark": "step_time",
+        "command": "python benchmarks/step_time.py " + " ".join(sys.argv[1:]),
+        "model": args.model,
+        "compute": "bf16 autocast, fp32 weights" if autocast else "fp32",
+        "prompts": args.prompts,
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "micro_batch_size": args.micro_batch_size,
+        "model_load_s": load_seconds,
+        "mean_of_timed_steps": mean,
+        "steps": steps,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    print(json.dumps(mean, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
