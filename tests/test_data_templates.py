@@ -42,7 +42,13 @@ def chatml():
 
 
 def test_registry() -> None:
-    assert [t.name for t in list_templates()] == ["qwen_math_cot", "chat", "plain", "boxed_short"]
+    assert [t.name for t in list_templates()] == [
+        "qwen_math_cot",
+        "chat",
+        "plain",
+        "boxed_short",
+        "boxed_example",
+    ]
     assert COT_INSTRUCTION == (
         "Please reason step by step, and put your final answer within \\boxed{}."
     )
