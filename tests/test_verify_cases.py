@@ -26,8 +26,19 @@ def _load(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-DEV = _load("dev_cases.jsonl")
-EXTRACTION = _load("extraction_cases.jsonl")
+# Labels we believe are wrong for a training reward, kept out of the expected-verdict tests.
+# Both are Math-Verify parser-notation regression tests whose gold is an integer and whose
+# answer is arithmetic left undone; as a reward, accepting them taught the CPU demo's policy to
+# box the question's own expression ("\\boxed{97 - 61}") within a few steps. They are checked
+# below to be rejected with reason "unevaluated".
+EXCLUDED = {
+    "vc013": "gold 1, answer \\frac3{3}: an unevaluated fraction",
+    "ve007": "gold 10, answer (9+1): an unevaluated sum",
+}
+ALL_DEV = _load("dev_cases.jsonl")
+ALL_EXTRACTION = _load("extraction_cases.jsonl")
+DEV = [case for case in ALL_DEV if case["id"] not in EXCLUDED]
+EXTRACTION = [case for case in ALL_EXTRACTION if case["id"] not in EXCLUDED]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +58,19 @@ def extraction_verdicts() -> Iterator[dict[str, Verdict]]:
 
 
 def test_case_files_are_complete() -> None:
-    assert len(DEV) == 227 and len(EXTRACTION) == 27
+    assert len(ALL_DEV) == 227 and len(ALL_EXTRACTION) == 27
+    assert len(DEV) + len(EXTRACTION) == 227 + 27 - len(EXCLUDED)
     assert len({c["id"] for c in DEV + EXTRACTION}) == len(DEV) + len(EXTRACTION)
+
+
+@pytest.mark.parametrize("case_id", sorted(EXCLUDED))
+def test_excluded_cases_are_rejected_as_unevaluated(case_id: str) -> None:
+    case = next(c for c in ALL_DEV + ALL_EXTRACTION if c["id"] == case_id)
+    mode = "strict" if case in ALL_DEV else "lenient"
+    with Verifier(mode=mode) as verifier:
+        verdict = verifier.verify_batch([case["gold"]], [case["pred"]])[0]
+    assert verdict.correct is False
+    assert verdict.reason == "unevaluated"
 
 
 @pytest.mark.parametrize("case", DEV, ids=[c["id"] for c in DEV])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from oreal.verify import Verdict, Verifier
+from oreal.verify import Verdict, Verifier, verify
 
 Row = tuple[Any, str, str]
 
@@ -203,3 +203,22 @@ def test_verdict_is_frozen_and_serialisable() -> None:
     assert verdict.to_dict() == {"correct": True, "extracted": "5", "reason": "match"}
     with pytest.raises(AttributeError):
         verdict.correct = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("gold", "response", "correct"),
+    [
+        ("54", r"\boxed{7 + 47}", False),  # restating the question: the demo's reward hack
+        ("36", r"\boxed{97 - 61}", False),
+        ("12", r"\boxed{3 \cdot 4}", False),
+        ("54", r"\boxed{\frac{108}{2}}", False),
+        ("54", r"\boxed{54}", True),
+        ("-3", r"\boxed{-3}", True),
+        ("0.5", r"\boxed{\frac{1}{2}}", True),  # only integer golds are guarded
+    ],
+)
+def test_unevaluated_arithmetic_is_not_an_answer(gold: str, response: str, correct: bool) -> None:
+    verdict = verify(gold, response)
+    assert verdict.correct is correct
+    if not correct:
+        assert verdict.reason == "unevaluated"

@@ -8,6 +8,7 @@ canonical gold) settles most pairs, so sympy, IPC and the pool are skipped entir
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,6 +47,25 @@ def _is_hedge(parts: tuple[str, ...], answers: tuple[str, ...], or_hedge: bool) 
     if multiple_choice_letter(parts[0]) is not None:
         return any(len(set(option_letters(a))) > 1 for a in answers)
     return False
+
+
+_INTEGER = re.compile(r"^[-+]?\d+(?:,\d{3})*(?:\.0*)?$")
+_BINARY_OPERATION = re.compile(
+    r"\d\s*\)?\s*(?:[-+*/×÷·]|\\cdot|\\times|\\div|\\ast)\s*\(?\s*[-+]?\s*\d"
+)
+_FRACTION = re.compile(r"\\[dt]?frac")
+
+
+def unevaluated_arithmetic(gold_parts: tuple[str, ...], answer: str) -> bool:
+    """An integer gold answered by an unevaluated operation on numbers (``7 + 47`` for 54).
+
+    sympy calls these equivalent, and on arithmetic tasks a policy learns within a few steps to
+    box the question's own expression (seen on the CPU demo). Only integer golds are guarded:
+    ``\\frac{1}{2}`` for ``0.5`` or ``6.63\\times10^{-34}`` stay valid answers.
+    """
+    if not all(_INTEGER.match(part.strip()) for part in gold_parts):
+        return False
+    return bool(_BINARY_OPERATION.search(answer) or _FRACTION.search(answer))
 
 
 @lru_cache(maxsize=65_536)
@@ -87,6 +107,8 @@ def prepare(
     target = canonical_gold(parts)
     if all(canonical(a) == target for a in answers):
         return Verdict(True, extracted, R.MATCH)
+    if all(unevaluated_arithmetic(parts, a) for a in answers):
+        return Verdict(False, extracted, R.UNEVALUATED)
     if any(screen_answer(a, limits) for a in answers):
         return Verdict(False, extracted, R.TOO_LONG)
     if any(screen_answer(p, limits) for p in parts):

@@ -24,6 +24,10 @@ NEGATED = "negated"
 """The answer is negated ("the answer is not \\boxed{70}")."""
 HEDGED = "hedged"
 """Alternatives were offered for a single-answer question ("(A) or (C)", every option listed)."""
+UNEVALUATED = "unevaluated"
+"""The gold is an integer and the answer is arithmetic still to be done (``\\boxed{7 + 47}``,
+``\\boxed{\\frac{108}{2}}``): equivalent to sympy, but restating the question is not answering
+it, and a policy rewarded for it learns to copy the question into the box."""
 TRUNCATED = "truncated"
 """The caller flagged the response as truncated (it did not end with the stop token)."""
 TIMEOUT = "timeout"
@@ -44,6 +48,7 @@ REASONS: tuple[str, ...] = (
     EMPTY,
     NEGATED,
     HEDGED,
+    UNEVALUATED,
     TRUNCATED,
     TIMEOUT,
     TOO_LONG,
