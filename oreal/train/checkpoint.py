@@ -4,7 +4,8 @@ Layout of ``RUN_DIR/checkpoints/step-000010/``::
 
     policy/            save_pretrained() output: loads back with transformers as it is
     trainer_state.pt   optimizer + scheduler state dicts, RNG states, step, data position
-    extra/<name>/      other trained modules (the token reward model of OREAL) and their state
+    extra/<name>.pt    other trained modules' tensors (OREAL's token reward model); their
+                       optimizer and scheduler states live in trainer_state.pt under ``extra``
 
 A checkpoint is written into a temporary folder and renamed into place, so an interrupted save
 never leaves a half-written checkpoint that ``--resume`` would pick up.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,13 @@ def save_checkpoint(
     model: torch.nn.Module,
     tokenizer: Any,
     state: TrainerState,
-    extra_modules: dict[str, torch.nn.Module] | None = None,
+    extra_modules: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``step`` atomically and return its folder."""
+    """Write the checkpoint of ``step`` atomically and return its folder.
+
+    ``extra_modules`` maps a name to a module (its ``state_dict()`` is saved) or directly to a
+    dict of tensors (e.g. only the trainable part of a module that shares frozen weights).
+    """
     final = checkpoint_dir(run_dir, step)
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -78,7 +84,8 @@ def save_checkpoint(
     tokenizer.save_pretrained(staging / "policy")
     for name, module in (extra_modules or {}).items():
         (staging / "extra").mkdir(exist_ok=True)
-        torch.save(module.state_dict(), staging / "extra" / f"{name}.pt")
+        tensors = module.state_dict() if isinstance(module, torch.nn.Module) else dict(module)
+        torch.save(tensors, staging / "extra" / f"{name}.pt")
     torch.save(state.__dict__, staging / "trainer_state.pt")
     if final.exists():
         shutil.rmtree(final)
@@ -104,5 +111,10 @@ def load_trainer_state(checkpoint: Path) -> TrainerState:
     return TrainerState(**raw)
 
 
+def load_extra_state(checkpoint: Path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors saved under ``extra_modules[name]`` (on the CPU)."""
+    return torch.load(checkpoint / "extra" / f"{name}.pt", map_location="cpu", weights_only=True)
+
+
 def load_extra_module(checkpoint: Path, name: str, module: torch.nn.Module) -> None:
-    module.load_state_dict(torch.load(checkpoint / "extra" / f"{name}.pt", map_location="cpu"))
+    module.load_state_dict(load_extra_state(checkpoint, name))

@@ -101,6 +101,45 @@ class OptimConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
 
 
+class TokenRMConfig(Section):
+    """OREAL's token-level reward model (arXiv 2502.06781 §2.4; docs/token_rm.md).
+
+    Defaults are the paper/release values (RM lr 2e-6 -> 4e-7 cosine with a 10-step warm-up,
+    10 policy-frozen steps); the CPU demo preset ``demo_token_rm`` changes them for a 135M model.
+    """
+
+    enabled: bool = Field(False, description="Train the token RM and weight the OREAL loss.")
+    backbone: Literal["copy", "lora"] = Field(
+        "copy", description="'copy': full trainable copy; 'lora': adapters on a frozen backbone."
+    )
+    name_or_path: str | None = Field(
+        None, description="Backbone checkpoint (same vocabulary); default: the initial policy."
+    )
+    lr: float = Field(2e-6, gt=0.0)
+    min_lr_ratio: float = Field(0.2, ge=0.0, le=1.0, description="Cosine floor (paper: 1/5).")
+    warmup_steps: int = Field(10, ge=0, description="Linear LR warm-up of the RM optimizer.")
+    weight_decay: float = Field(0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    policy_freeze_steps: int = Field(
+        10, ge=0, description="First steps that train only the RM (release actor_freeze_steps)."
+    )
+    weight_source: Literal["cumulative_mean", "per_token"] = Field(
+        "cumulative_mean", description="q_t from the prefix mean (release) or h_t (paper)."
+    )
+    topk_rescale: float | None = Field(
+        None, gt=0.0, le=1.0, description="Top-k ratio (release option 0.25); None: threshold."
+    )
+    score_position: Literal["token", "previous"] = Field(
+        "token", description="h_t from the state at token t (paper) or at t - 1 (release)."
+    )
+    micro_batch_size: int | None = Field(None, ge=1, description="Default: train's.")
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0.0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: str | list[str] = "all-linear"
+
+
 class TrainConfig(Section):
     steps: int = Field(10, ge=1)
     micro_batch_size: int = Field(16, ge=1)
@@ -121,6 +160,7 @@ class OrealConfig(Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    token_rm: TokenRMConfig = Field(default_factory=TokenRMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
@@ -129,6 +169,25 @@ class OrealConfig(Section):
             make_algorithm_params(self.algorithm)
         except ValueError as error:
             raise ValueError(f"algorithm: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_token_rm(self) -> OrealConfig:
+        rm = self.token_rm
+        if not rm.enabled:
+            return self
+        # The weights are w+ on correct and w- on wrong rows of OREAL's split loss; other
+        # methods have no such split (and GRPO's z-scored advantages already sign each row).
+        if self.algorithm.name != "oreal":
+            raise ValueError(
+                "token_rm.enabled needs algorithm.name=oreal (its weights w+/w- enter OREAL's "
+                f"positive/negative terms); got algorithm.name={self.algorithm.name!r}"
+            )
+        if rm.policy_freeze_steps >= self.train.steps:
+            raise ValueError(
+                f"token_rm.policy_freeze_steps={rm.policy_freeze_steps} leaves no policy update "
+                f"in train.steps={self.train.steps}"
+            )
         return self
 
 

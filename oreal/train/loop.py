@@ -1,6 +1,6 @@
 """The RL training loop, read top to bottom as one story.
 
-    problems -> rollouts -> verdicts -> advantages -> loss -> update -> eval
+    problems -> rollouts -> verdicts -> advantages -> (token RM) -> loss -> update -> eval
 
 :class:`Trainer` owns everything a checkpoint must hold (policy, optimizer, scheduler, data
 order, step); each stage it calls is a stateless function of another sub-package. Randomness
@@ -10,6 +10,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -29,7 +30,7 @@ from oreal.data import Problem, load_problems, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
 from oreal.models import load_policy, pick_device
 from oreal.rewards import build_reward
-from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams
+from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams, TrainTensors
 from oreal.train.checkpoint import (
     TrainerState,
     capture_rng_state,
@@ -40,6 +41,7 @@ from oreal.train.checkpoint import (
 )
 from oreal.train.config import OrealConfig, make_algorithm_params
 from oreal.train.metrics import MetricsWriter, plot_curves
+from oreal.train.token_rm_step import TokenRMOutput, TokenRMTrainer
 from oreal.train.update import UpdateBatch, policy_update, score_logprobs
 
 
@@ -81,6 +83,12 @@ class Trainer:
         )
         # The frozen reference is the *initial* policy (oreal.md §8), also after a resume.
         self.reference = self._frozen_copy() if self._needs_reference() else None
+        # OREAL's token-level reward model, also built from the initial policy (oreal.md §4).
+        self.token_rm: TokenRMTrainer | None = None
+        if config.token_rm.enabled:
+            self.token_rm = TokenRMTrainer.from_config(
+                config, self.policy, self.reference, self.tokenizer, self.device
+            )
 
         self.step = 0
         self.data_epoch, self.data_position = 0, 0
@@ -189,11 +197,26 @@ class Trainer:
         )
         kept = result.keep.nonzero().flatten()
 
-        # advantages -> loss -> update
+        # advantages -> token weights: from the RM before its update; then the RM's update
         record = self._rollout_metrics(rollouts, score_tensor, result.keep)
+        tensors = self._kept_tensors(rollouts, kept) if len(kept) else None
+        rm_output: TokenRMOutput | None = None
+        frozen = False  # during the RM warm-up the policy takes no gradient and no step
+        if self.token_rm is not None:
+            tick = time.perf_counter()
+            if tensors is not None:
+                rm_output = self.token_rm.update(tensors, result.positive[kept])
+                record.update(rm_output.metrics)
+            self.token_rm.advance_schedule()
+            frozen = self.token_rm.policy_frozen(step)
+            record["policy_frozen"] = float(frozen)
+            timings["time_token_rm"] = time.perf_counter() - tick
+
+        # -> loss -> update
         tick = time.perf_counter()
-        if len(kept):
-            batch = self._update_batch(rollouts, kept, result)
+        if tensors is not None and not frozen:
+            weights = rm_output.weights if rm_output is not None else None
+            batch = self._update_batch(tensors, kept, result, weights)
             timings["time_score"] = time.perf_counter() - tick
             tick = time.perf_counter()
             update_seed = torch.Generator().manual_seed(derived_seed(cfg.train.seed, step, 2))
@@ -220,6 +243,7 @@ class Trainer:
         with warnings.catch_warnings():
             # A step whose groups were all filtered out takes no optimizer step, but the
             # schedule still advances with the step count (torch warns about that order).
+            # The RM's policy-frozen steps count too, as in the release (token_rm_step.py).
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             self.scheduler.step()
         self.step += 1
@@ -227,7 +251,7 @@ class Trainer:
         record.update(timings)
         record["generate_tokens_per_s"] = rollouts.stats.get("tokens_per_s", 0.0)
         record["step_time"] = sum(timings.values())
-        self._log_samples(rollouts, scores, result)
+        self._log_samples(rollouts, scores, result, kept, rm_output)
         return record
 
     # ------------------------------------------------------------------------------ the stages
@@ -267,11 +291,19 @@ class Trainer:
         temperature = self.config.rollout.temperature
         return temperature if temperature > 0 else 1.0
 
-    def _update_batch(self, rollouts: RolloutBatch, kept: torch.Tensor, result: Any) -> UpdateBatch:
+    def _kept_tensors(self, rollouts: RolloutBatch, kept: torch.Tensor) -> TrainTensors:
         outputs = [rollouts.outputs[int(i)] for i in kept]
-        tensors = RolloutBatch(outputs, len(outputs), 1).to_tensors(
+        return RolloutBatch(outputs, len(outputs), 1).to_tensors(
             self.generator.pad_token_id, device=self.device
         )
+
+    def _update_batch(
+        self,
+        tensors: TrainTensors,
+        kept: torch.Tensor,
+        result: Any,
+        token_weights: torch.Tensor | None,
+    ) -> UpdateBatch:
         micro = self.config.train.micro_batch_size
         score = {"micro_batch_size": micro, "autocast": self.autocast}
         score["temperature"] = self._logprob_temperature()
@@ -279,13 +311,16 @@ class Trainer:
         old = score_logprobs(self.policy, tensors, **score) if several_updates > 1 else None
         ref = None
         if self.reference is not None:
-            ref = score_logprobs(self.reference, tensors, **score)
+            # A LoRA token RM patches the shared reference's layers: score without adapters.
+            scope = self.token_rm.reference_scope() if self.token_rm else contextlib.nullcontext()
+            with scope:
+                ref = score_logprobs(self.reference, tensors, **score)
         return UpdateBatch(
             tensors=tensors,
             advantages=result.advantages[kept].to(self.device),
             positive=result.positive[kept].to(self.device),
             pass_rate=result.pass_rate[kept].to(self.device),
-            token_weights=None,  # the token-level reward model plugs in here
+            token_weights=token_weights,  # w+ / w- of the token RM, [B, R] like loss_mask
             old_logprobs=old,
             ref_logprobs=ref,
         )
@@ -319,15 +354,25 @@ class Trainer:
             "truncation_rate": float(sum(o.truncated for o in rollouts) / len(rollouts)),
         }
 
-    def _log_samples(self, rollouts: RolloutBatch, scores: list[float], result: Any) -> None:
+    def _log_samples(
+        self,
+        rollouts: RolloutBatch,
+        scores: list[float],
+        result: Any,
+        kept: torch.Tensor,
+        rm_output: TokenRMOutput | None,
+    ) -> None:
         count = self.config.train.samples_per_step
         if count <= 0:
             return
         verdicts = getattr(self.reward, "last_verdicts", None)
         # Spread over groups: sample i of group i (mod K), so one batch shows several prompts.
-        picks = [g * rollouts.k + g % rollouts.k for g in range(rollouts.num_prompts)][:count]
+        picks = [g * rollouts.k + g % rollouts.k for g in range(rollouts.num_prompts)]
+        rm_rows = {int(i): row for row, i in enumerate(kept)} if rm_output is not None else {}
+        if rm_rows:  # show the trained rows first: they carry the weights `oreal inspect` colours
+            picks = list(rm_rows) + [i for i in picks if i not in rm_rows]
         samples = []
-        for i in picks:
+        for i in picks[:count]:
             output = rollouts.outputs[i]
             sample = {
                 "prompt": output.prompt,
@@ -336,10 +381,14 @@ class Trainer:
                 "truncated": output.truncated,
                 "advantage": float(result.advantages[i]),
                 "kept": bool(result.keep[i]),
+                "tokens": [self.tokenizer.decode([t]) for t in output.response_ids],
             }
             if verdicts:
                 sample["extracted"] = verdicts[i].extracted
                 sample["reason"] = verdicts[i].reason
+            if i in rm_rows and rm_output is not None:
+                sample["positive"] = bool(result.positive[i])
+                sample.update(rm_output.sample_fields(rm_rows[i], len(output.response_ids)))
             samples.append(sample)
         self.metrics.log_samples(self.step, samples)
 
@@ -384,12 +433,20 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             rng=capture_rng_state(),
         )
-        return save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, state)
+        extra_modules = {}
+        if self.token_rm is not None:  # the release never saves its RM; an exact resume needs it
+            state.extra["token_rm"] = self.token_rm.state_dict()
+            extra_modules["token_rm"] = self.token_rm.model.trainable_state_dict()
+        return save_checkpoint(
+            self.run_dir, self.step, self.policy, self.tokenizer, state, extra_modules
+        )
 
     def _load_state(self, checkpoint: Path) -> None:
         state = load_trainer_state(checkpoint)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
+        if self.token_rm is not None:
+            self.token_rm.restore(checkpoint, state.extra)
         restore_rng_state(state.rng)
         self.step, self.data_position, self.data_epoch = (
             state.step,

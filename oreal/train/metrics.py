@@ -24,6 +24,8 @@ PLOTTED_METRICS = (
     "loss",
     "grad_norm",
     "groups_kept",
+    "rm_loss",
+    "rm_auc",
 )
 
 

@@ -1,0 +1,282 @@
+"""OREAL's token-level reward model: a causal-LM backbone with a scalar head, and its update.
+
+Architecture (Lyu et al., OREAL, arXiv 2502.06781, §2.4 and Algorithm 1; oreal.md §4.1): the
+decoder of a causal LM (by default a full copy of the initial policy) followed by a bias-free
+linear head ``hidden_size -> 1``, giving one logit h_t per response token. The head starts at
+exactly zero ("to ensure unbiased importance sampling weight at the start of training"), so
+every h_t is 0, every weight w± is 0, and on the first update only the head receives a
+gradient: ∂L/∂hidden = (∂L/∂h)·W_head = 0 (derived; tests/test_token_rm.py checks it).
+
+Backbones:
+
+- ``copy`` (default, the paper and release): a trainable deep copy of the policy's decoder, or
+  of the decoder of another checkpoint with the same vocabulary (``name_or_path``).
+- ``lora``: LoRA adapters (``peft``) on a *frozen* backbone, shared with the frozen reference
+  policy when there is one: a second set of full weights and their AdamW state are not needed.
+  The reference must then be scored inside :meth:`TokenRewardModel.adapters_disabled`.
+
+Score position: ``token`` (default) reads h_t from the hidden state *at* response token t, so
+h_t is a function of the prefix s_≤t including the token itself: the paper's w(s_≤t) (§2.4),
+which lets the token that decides the outcome carry the jump in q_t. ``previous`` reads it from
+the state at t - 1 (the one that predicts token t), as the release slices its RM logits with
+the same shifted ``[-T - 1 : -1]`` window as the policy log-probs: token t is then weighted by
+how the prefix *before* it looks. The two differ by a shift of one token.
+
+The hidden states are computed under the caller's autocast (bf16 like the policy); the head
+runs in fp32 so that small head weights (it starts at zero) are not rounded away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from oreal.algorithms.token_weights import token_rm_loss
+from oreal.models.device import autocast_context
+from oreal.models.loading import enable_gradient_checkpointing, load_policy
+from oreal.models.logprobs import _decoder_and_head, response_positions
+from oreal.rollout.base import TrainTensors
+
+ScorePosition = Literal["token", "previous"]
+SCORE_POSITIONS: tuple[str, ...] = ("token", "previous")
+PEFT_HINT = "pip install 'oreal[peft]'"
+
+__all__ = [
+    "SCORE_POSITIONS",
+    "LoraSettings",
+    "ScorePosition",
+    "TokenRewardModel",
+    "build_token_rm",
+    "token_rm_update",
+]
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters of the ``lora`` backbone (Hu et al., arXiv 2106.09685)."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: str | list[str] = field(default="all-linear")
+
+
+class TokenRewardModel(nn.Module):
+    """h = W·decoder(x) per response token: ``[B, R]`` logits in the compact response layout."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, *, lora: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, 1, bias=False)
+        # Explicit zero init (the paper's; the release's new nn.Linear is not zeroed).
+        nn.init.zeros_(self.head.weight)
+        self.lora = lora
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        response_mask: Tensor,
+        *,
+        score_position: ScorePosition = "token",
+    ) -> Tensor:
+        """Token logits ``[B, R]`` (fp32, 0 at padding) of the response tokens marked in
+        ``response_mask [B, T]`` (right-padded batches, as ``pad_rollouts`` makes them)."""
+        if score_position not in SCORE_POSITIONS:
+            raise ValueError(f"unknown score_position {score_position!r}; use {SCORE_POSITIONS}")
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        index, valid = response_positions(response_mask.bool())
+        if score_position == "previous":
+            index = (index - 1).clamp(min=0)
+        gathered = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            scores = self.head(gathered.float()).squeeze(-1)
+        return scores.masked_fill(~valid, 0.0)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """The trained tensors only: everything for ``copy``, adapters + head for ``lora``
+        (the frozen shared backbone is the initial policy, rebuilt at resume)."""
+        return {
+            name: param.detach().clone()
+            for name, param in self.named_parameters()
+            if param.requires_grad
+        }
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        expected = {name for name, param in self.named_parameters() if param.requires_grad}
+        if set(state) != expected:
+            missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise KeyError(f"token RM state: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    @contextlib.contextmanager
+    def adapters_disabled(self) -> Iterator[None]:
+        """Run the shared backbone as the frozen reference policy: without the LoRA adapters
+        and in eval mode (the RM's own ``train()`` also reaches the shared layers)."""
+        if not self.lora:
+            yield
+            return
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            with self.backbone.disable_adapter():
+                yield
+        finally:
+            self.backbone.train(was_training)
+
+
+def _hidden_size(model: PreTrainedModel) -> int:
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.hidden_size)
+
+
+def _require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError as error:
+        message = f"token_rm.backbone='lora' needs the peft package: {PEFT_HINT}"
+        raise ImportError(message) from error
+
+
+def _wrap_lora(decoder: nn.Module, settings: LoraSettings) -> nn.Module:
+    _require_peft()
+    from peft import LoraConfig, get_peft_model
+
+    for param in decoder.parameters():
+        param.requires_grad_(False)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        bias="none",
+    )
+    return get_peft_model(decoder, config)
+
+
+def build_token_rm(
+    policy: PreTrainedModel,
+    *,
+    backbone: Literal["copy", "lora"] = "copy",
+    name_or_path: str | None = None,
+    shared_backbone: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    lora: LoraSettings | None = None,
+    device: torch.device | str | None = None,
+    cache_dir: str | None = None,
+    gradient_checkpointing: bool = False,
+) -> TokenRewardModel:
+    """The token RM of a run, with its head at zero.
+
+    - ``backbone="copy"``: the decoder of a deep copy of ``policy`` (taken before any update:
+      pass the *initial* policy), or of the model at ``name_or_path``.
+    - ``backbone="lora"``: LoRA adapters on the frozen decoder of ``shared_backbone`` (the
+      frozen reference, modified in place: score it under ``adapters_disabled()``), else of a
+      frozen copy of ``policy`` or of the model at ``name_or_path``.
+
+    A backbone from ``name_or_path`` must share the policy's vocabulary (it reads the policy's
+    token ids): pass the policy ``tokenizer`` to have that checked.
+    """
+    if backbone not in ("copy", "lora"):
+        raise ValueError(f"unknown token RM backbone {backbone!r}; expected 'copy' or 'lora'")
+    if backbone == "lora":
+        _require_peft()  # fail before copying or loading any weights
+    if name_or_path is not None:
+        source, rm_tokenizer = load_policy(name_or_path, device=device, cache_dir=cache_dir)
+        if tokenizer is not None and rm_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"token_rm.name_or_path={name_or_path!r} has another vocabulary than the policy; "
+                "the token RM reads the policy's token ids, so it needs the same tokenizer"
+            )
+    elif backbone == "lora" and shared_backbone is not None:
+        source = shared_backbone
+    else:
+        source = copy.deepcopy(policy)
+    if gradient_checkpointing and backbone == "copy":
+        enable_gradient_checkpointing(source)
+    decoder, _ = _decoder_and_head(source)
+    hidden_size = _hidden_size(source)
+    if backbone == "lora":
+        decoder = _wrap_lora(decoder, lora or LoraSettings())
+    else:
+        for param in decoder.parameters():
+            param.requires_grad_(True)
+    model = TokenRewardModel(decoder, hidden_size, lora=backbone == "lora")
+    if device is not None:
+        model.head.to(device)
+        model.backbone.to(device)
+    return model
+
+
+def token_rm_update(
+    model: TokenRewardModel,
+    optimizer: torch.optim.Optimizer,
+    tensors: TrainTensors,
+    labels: Tensor,
+    *,
+    micro_batch_size: int,
+    autocast: bool = True,
+    grad_clip: float | None = 1.0,
+    score_position: ScorePosition = "token",
+    dp_world_size: int = 1,
+) -> tuple[Tensor, dict[str, Any]]:
+    """One RM optimizer step on the step's kept sequences; returns the *pre-update* logits.
+
+    The sequences are walked in micro-batches; each forward (with grad) gives the logits h of
+    the RM as it was before this step, which are kept (detached, ``[B, R]`` aligned with
+    ``tensors.loss_mask``) for the policy's token weights, and the loss share
+    :func:`oreal.algorithms.token_weights.token_rm_loss` over the global count S = B, whose
+    gradients add up to the full-batch gradient whatever the micro-batch size. One forward
+    serves both, as in the release (oreal.md §5 steps 7 and 9), so the weights of step n come
+    from the RM after n - 1 updates. Then the gradient norm is clipped and AdamW steps once.
+
+    Returns ``(scores, {"rm_loss": L_RM before the update, "rm_grad_norm": ...})``.
+    """
+    if micro_batch_size < 1:
+        raise ValueError("micro_batch_size must be >= 1")
+    device = tensors.input_ids.device
+    num_seqs = len(tensors)
+    scores = torch.zeros(tensors.loss_mask.shape, dtype=torch.float32, device=device)
+    labels = labels.to(device)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for start in range(0, num_seqs, micro_batch_size):
+        part = tensors[start : start + micro_batch_size]
+        with autocast_context(device, autocast):
+            logits = model(
+                part.input_ids,
+                part.attention_mask,
+                part.response_mask,
+                score_position=score_position,
+            )
+        loss = token_rm_loss(
+            logits,
+            part.loss_mask,
+            labels[start : start + micro_batch_size],
+            num_seqs,
+            dp_world_size=dp_world_size,
+        )
+        loss.backward()
+        total += float(loss.detach()) / dp_world_size
+        scores[start : start + micro_batch_size, : logits.shape[1]] = logits.detach()
+    clip = grad_clip if grad_clip is not None else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return scores, {"rm_loss": total, "rm_grad_norm": float(grad_norm)}

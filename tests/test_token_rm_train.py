@@ -1,0 +1,206 @@
+"""The token RM inside the trainer (tiny model): warm-up freeze, exact resume, config, samples."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from oreal.config_io import ConfigError, load_config
+from oreal.data import Problem
+from oreal.models import save_tiny
+from oreal.train.config import OrealConfig
+from oreal.train.loop import Trainer
+
+THIS_FILE = Path(__file__).resolve()
+RM_METRICS = (
+    "rm_loss",
+    "rm_accuracy",
+    "rm_auc",
+    "rm_weight_pos_mean",
+    "rm_weight_neg_mean",
+    "rm_nonzero_frac",
+    "rm_lr",
+    "policy_frozen",
+)
+
+
+def has_digit(
+    problems: Sequence[Problem], responses: Sequence[str], truncated: Sequence[bool]
+) -> list[float]:
+    """About half of a random tiny model's 8-token responses contain a digit: mixed groups."""
+    return [1.0 if any(c.isdigit() for c in response) else 0.0 for response in responses]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    save_tiny(path)
+    return path
+
+
+def rm_config(model_dir: Path, run_dir: Path, *overrides: str) -> OrealConfig:
+    return load_config(
+        OrealConfig,
+        None,
+        [
+            f"model.name_or_path={model_dir}",
+            "model.bf16_autocast=false",
+            "model.device=cpu",
+            "data.train=synthetic:arithmetic?n=32&seed=0",
+            "data.eval=null",
+            "rollout.prompts_per_step=2",
+            "rollout.num_rollouts=4",
+            "rollout.max_new_tokens=8",
+            f"reward.function={THIS_FILE}:has_digit",
+            "optim.lr=1e-3",
+            "token_rm.enabled=true",
+            "token_rm.lr=1e-2",
+            "token_rm.warmup_steps=0",
+            "token_rm.policy_freeze_steps=2",
+            "train.micro_batch_size=3",
+            "train.plot=false",
+            "train.samples_per_step=4",
+            f"train.run_dir={run_dir}",
+            *overrides,
+        ],
+    )
+
+
+def clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+def test_warm_up_trains_only_the_rm_then_the_policy_moves(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(rm_config(tiny_model_dir, tmp_path / "run", "train.steps=3"))
+    assert trainer.token_rm is not None
+    policy_before = clone(trainer.policy.state_dict())
+    rm_before = clone(trainer.token_rm.model.trainable_state_dict())
+    for _ in range(2):
+        record = trainer.train_step()
+        assert record["policy_frozen"] == 1.0 and record["sequences_kept"] > 0
+        assert "grad_norm" not in record  # no policy forward/backward at all
+    for key, value in trainer.policy.state_dict().items():
+        assert torch.equal(value, policy_before[key]), key
+    assert not trainer.optimizer.state  # the policy's AdamW never stepped
+    rm_after = trainer.token_rm.model.trainable_state_dict()
+    assert not torch.equal(rm_after["head.weight"], rm_before["head.weight"])
+    moved = [
+        k for k in rm_after if k != "head.weight" and not torch.equal(rm_after[k], rm_before[k])
+    ]
+    assert moved, "from the second RM step on the backbone trains too"
+    # Pinned choice (docs/token_rm.md): the policy's LR schedule counts the frozen steps.
+    assert trainer.scheduler.last_epoch == 2
+
+    record = trainer.train_step()
+    assert record["policy_frozen"] == 0.0
+    for key in RM_METRICS:
+        assert key in record, key
+    changed = [
+        k for k, v in trainer.policy.state_dict().items() if not torch.equal(v, policy_before[k])
+    ]
+    assert changed
+
+
+def test_resume_with_the_rm_is_exact(tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = ("train.steps=4", "token_rm.policy_freeze_steps=1")
+    Trainer(rm_config(tiny_model_dir, tmp_path / "straight", *settings)).train()
+
+    interrupted = Trainer(rm_config(tiny_model_dir, tmp_path / "resumed", *settings))
+    interrupted.train_step()
+    interrupted.train_step()
+    interrupted.save()
+    del interrupted
+    resumed = Trainer(
+        rm_config(tiny_model_dir, tmp_path / "resumed", *settings), resume_dir=tmp_path / "resumed"
+    )
+    assert resumed.step == 2
+    resumed.train()
+
+    def final(run: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        checkpoint = tmp_path / run / "checkpoints" / "step-000004"
+        policy = load_file(str(checkpoint / "policy" / "model.safetensors"))
+        rm = torch.load(checkpoint / "extra" / "token_rm.pt", weights_only=True)
+        return policy, rm
+
+    (policy_a, rm_a), (policy_b, rm_b) = final("straight"), final("resumed")
+    assert rm_a.keys() == rm_b.keys() and "head.weight" in rm_a
+    assert torch.count_nonzero(rm_a["head.weight"]) > 0, "the RM never trained"
+    for key in policy_a:
+        assert torch.equal(policy_a[key], policy_b[key]), key
+    for key in rm_a:
+        assert torch.equal(rm_a[key], rm_b[key]), key
+    # The RM metrics of the resumed steps (3, 4; steps 1-2 ran outside train()) match too.
+    resumed_log = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").open()]
+    straight_log = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").open()]
+    assert [m["step"] for m in resumed_log] == [3, 4]
+    assert [m["rm_loss"] for m in resumed_log] == [m["rm_loss"] for m in straight_log[2:]]
+
+
+def test_samples_carry_tokens_and_their_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    Trainer(rm_config(tiny_model_dir, run_dir, "train.steps=3")).train()
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
+    weighted = [s for s in samples if "token_weights" in s]
+    assert weighted, "trained rows come first among the logged samples"
+    for sample in weighted:
+        assert sample["kept"]
+        assert len(sample["tokens"]) == len(sample["token_weights"]) == len(sample["token_q"])
+        assert all(0.0 <= w <= 1.0 for w in sample["token_weights"])
+    first = [s for s in weighted if s["step"] == 1]
+    assert first and all(w == 0.0 for s in first for w in s["token_weights"])  # zero head
+    assert any(w > 0 for s in weighted if s["step"] == 3 for w in s["token_weights"])
+
+
+def test_token_rm_config_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"algorithm\.name=oreal"):
+        rm_config(tiny_model_dir, tmp_path, "algorithm.name=grpo")
+    with pytest.raises(ConfigError, match="leaves no policy update"):
+        rm_config(tiny_model_dir, tmp_path, "train.steps=2")
+    with pytest.raises(ConfigError, match="weight_source"):
+        rm_config(tiny_model_dir, tmp_path, "token_rm.weight_source=mean")
+    # The RM off (the default) with another algorithm is fine.
+    config = rm_config(tiny_model_dir, tmp_path, "algorithm.name=grpo", "token_rm.enabled=false")
+    assert config.token_rm.enabled is False
+
+
+def test_lora_rm_shares_the_reference_without_changing_the_kl(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("peft")
+    trainer = Trainer(
+        rm_config(
+            tiny_model_dir,
+            tmp_path / "run",
+            "token_rm.backbone=lora",
+            "token_rm.policy_freeze_steps=1",
+            "train.steps=2",
+        )
+    )
+    assert trainer.token_rm is not None and trainer.reference is not None
+    trainer.train_step()
+    record = trainer.train_step()
+    # Step 2's RM update moved the adapters inside the shared reference *before* the policy
+    # scored it; the reference is read without them, so at the first policy step (policy ==
+    # initial policy) the k3 KL is exactly 0.
+    assert record["policy_frozen"] == 0.0 and record["kl"] == 0.0
+    lora = {k: v for k, v in trainer.token_rm.model.trainable_state_dict().items() if "lora_B" in k}
+    assert any(torch.count_nonzero(v) > 0 for v in lora.values())
+
+
+def test_demo_token_rm_preset_is_the_demo_plus_the_rm() -> None:
+    from oreal.configs import resolve_config_path
+
+    demo = load_config(OrealConfig, resolve_config_path("demo"), []).model_dump()
+    with_rm = load_config(OrealConfig, resolve_config_path("demo_token_rm"), []).model_dump()
+    rm = with_rm.pop("token_rm")
+    assert rm["enabled"] and demo.pop("token_rm")["enabled"] is False
+    # Same policy steps as demo.yaml, after the RM-only warm-up steps.
+    assert with_rm["train"].pop("steps") == demo["train"].pop("steps") + rm["policy_freeze_steps"]
+    assert with_rm == demo, "keep configs/demo_token_rm.yaml in sync with configs/demo.yaml"
