@@ -8,7 +8,7 @@ from oreal.train.config import OrealConfig, make_algorithm_params
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def test_defaults_are_the_embedded_oreal_demo() -> None:
+def test_defaults_use_the_embedded_model_and_oreal_release() -> None:
     config = load_config(OrealConfig)
     assert config.model.name_or_path == "embedded"
     assert config.algorithm.name == "oreal"

@@ -1,8 +1,8 @@
 """The one config schema of ``oreal train``, validated by pydantic.
 
-Defaults are the embedded CPU demo (SmolLM2-135M-Instruct, OREAL, 2-digit addition and
-subtraction). Paper-scale values live in the presets under ``configs/``. Every section forbids
-unknown keys, so a typo is an error that names the closest valid key.
+Defaults are CPU-sized values for the embedded model; the demo that ``oreal train`` runs with no
+config is ``configs/demo.yaml`` and paper-scale values live in the other presets. Every section
+forbids unknown keys, so a typo is an error that names the closest valid key.
 """
 
 from __future__ import annotations
