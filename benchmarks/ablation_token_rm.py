@@ -23,6 +23,12 @@ It writes ``ablation.json`` (per run: accuracy per evaluated policy step, reward
 metrics, wall time; per variant: mean, std, min and max over seeds) and ``ablation.png``
 (mean ± one standard deviation over seeds, min-max as a light band). ``--override
 key.path=value`` (as for ``oreal train``) applies to every variant.
+
+On a machine with more cores than one run uses, run several processes on disjoint
+``--variants``/``--seeds`` with their own ``--out``, then combine them (same settings
+required) into one JSON and PNG::
+
+    python benchmarks/ablation_token_rm.py --steps 15 --merge a.json b.json --out ablation.json
 """
 
 from __future__ import annotations
@@ -67,6 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation.json"))
     parser.add_argument("--png", type=Path, default=None, help="Default: --out with .png.")
     parser.add_argument("--run-root", type=Path, default=Path("runs/ablation_token_rm"))
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="Combine these partial outputs (same settings) into --out and plot; train nothing.",
+    )
     return parser.parse_args(argv)
 
 
@@ -190,8 +204,8 @@ def plot(summary: dict[str, Any], output: Path, title: str) -> None:
         std = [row["std"] for row in data["curve"]]
         line = axis.plot(x, mean, marker="o", label=f"{variant} (n={len(data['seeds'])})")[0]
         colour = line.get_color()
-        low = [m - s for m, s in zip(mean, std, strict=True)]
-        high = [m + s for m, s in zip(mean, std, strict=True)]
+        low = [max(m - s, 0.0) for m, s in zip(mean, std, strict=True)]  # accuracy >= 0
+        high = [min(m + s, 1.0) for m, s in zip(mean, std, strict=True)]
         axis.fill_between(x, low, high, color=colour, alpha=0.25)
         lowest, highest = [r["min"] for r in data["curve"]], [r["max"] for r in data["curve"]]
         axis.fill_between(x, lowest, highest, color=colour, alpha=0.08)
@@ -206,6 +220,23 @@ def plot(summary: dict[str, Any], output: Path, title: str) -> None:
     plt.close(figure)
 
 
+def merge_outputs(paths: list[Path], settings: dict[str, Any]) -> dict[str, Any]:
+    """Union of the runs in ``paths``; refuses files with other settings or clashing runs."""
+    merged: dict[str, Any] = {"settings": settings, "runs": {}, "commands": []}
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"--merge: {path} does not exist")
+        part = json.loads(path.read_text())
+        if part.get("settings") != settings:
+            raise SystemExit(f"--merge: {path} has settings {part.get('settings')}, not {settings}")
+        clash = sorted(set(part["runs"]) & set(merged["runs"]))
+        if clash:
+            raise SystemExit(f"--merge: {path} repeats runs {clash}")
+        merged["runs"].update(part["runs"])
+        merged["commands"].append(part.get("command"))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = {
@@ -218,12 +249,15 @@ def main(argv: list[str] | None = None) -> None:
         "overrides": args.override,
     }
     data: dict[str, Any] = {"settings": settings, "runs": {}}
-    if args.out.exists():
+    if args.merge:
+        data = merge_outputs(args.merge, settings)
+    elif args.out.exists():
         data = json.loads(args.out.read_text())
         if data.get("settings") != settings:
             raise SystemExit(f"{args.out} holds runs with other settings: {data.get('settings')}")
     data["command"] = " ".join(["python", *sys.argv])
-    for seed in args.seeds:  # seed-major: a partial ablation still compares every variant
+    seeds = [] if args.merge else args.seeds
+    for seed in seeds:  # seed-major: a partial ablation still compares every variant
         for variant in args.variants:
             key = f"{variant}/seed{seed}"
             if key in data["runs"]:

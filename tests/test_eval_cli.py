@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from oreal.cli.eval import eval_command
 from oreal.eval import EvalInputError, default_ks, resolve_model
 from oreal.eval.runner import run_template
-from oreal.models.tiny import save_tiny
 
 runner = CliRunner()
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -24,14 +23,9 @@ RECORD_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("models") / "tiny")
-
-
-def test_end_to_end_on_a_tiny_model(tiny: Path, tmp_path: Path) -> None:
+def test_end_to_end_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = [str(tiny), "--benchmarks", "math500", "--limit", "4", "--max-new-tokens", "8"]
+    args = [str(tiny_model_dir), "--benchmarks", "math500", "--limit", "4", "--max-new-tokens", "8"]
     result = runner.invoke(app, [*args, "--out", str(out), "--batch-size", "3"])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {
@@ -39,7 +33,7 @@ def test_end_to_end_on_a_tiny_model(tiny: Path, tmp_path: Path) -> None:
     }  # fmt: skip
 
     document = json.loads((out / "results.json").read_text())
-    assert document["model"] == str(tiny) and document["wall_time_s"] > 0
+    assert document["model"] == str(tiny_model_dir) and document["wall_time_s"] > 0
     assert document["settings"]["template"] == "chat" and document["settings"]["n"] == 1
     entry = document["benchmarks"]["math500"]
     assert entry["num_problems"] == 4 and entry["n"] == 1 and entry["num_samples"] == 4
@@ -80,10 +74,10 @@ def test_end_to_end_on_a_tiny_model(tiny: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_inputs_exit_2_and_write_nothing(
-    tiny: Path, tmp_path: Path, extra: list[str], message: str
+    tiny_model_dir: Path, tmp_path: Path, extra: list[str], message: str
 ) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, [str(tiny), "--out", str(out), "--limit", "1", *extra])
+    result = runner.invoke(app, [str(tiny_model_dir), "--out", str(out), "--limit", "1", *extra])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not out.exists()
@@ -97,15 +91,17 @@ def test_missing_model_path_exits_2(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_existing_output_needs_resume(tiny: Path, tmp_path: Path) -> None:
+def test_existing_output_needs_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "settings.json").write_text("{}")
-    result = runner.invoke(app, [str(tiny), "--out", str(tmp_path), "--limit", "1"])
+    result = runner.invoke(app, [str(tiny_model_dir), "--out", str(tmp_path), "--limit", "1"])
     assert result.exit_code == 2
     assert "--resume" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
 
 
-def test_run_directories_resolve_to_the_latest_checkpoint(tiny: Path, tmp_path: Path) -> None:
+def test_run_directories_resolve_to_the_latest_checkpoint(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     for step in ("step-000002", "step-000010"):
         policy = run / "checkpoints" / step / "policy"
@@ -117,7 +113,7 @@ def test_run_directories_resolve_to_the_latest_checkpoint(tiny: Path, tmp_path: 
     assert resolve_model(str(run)) == (str(latest), run)
     step2 = run / "checkpoints" / "step-000002"
     assert resolve_model(str(step2)) == (str(step2 / "policy"), run)
-    assert resolve_model(str(tiny)) == (str(tiny), None)
+    assert resolve_model(str(tiny_model_dir)) == (str(tiny_model_dir), None)
     assert resolve_model("embedded") == ("embedded", None)
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")[1] is None
     assert run_template(run) == "plain" and run_template(None) is None

@@ -10,15 +10,9 @@ import pytest
 
 from oreal.eval import EvalInputError, EvalSettings, run_evaluation
 from oreal.eval.runner import GenerationsLog
-from oreal.models.tiny import save_tiny
 
 # Volatile fields: timings and how many samples came from an earlier session.
 VOLATILE = {"wall_time_s", "started_at", "resumed_samples"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("models") / "tiny")
 
 
 def settings_for(model: Path, **overrides: Any) -> EvalSettings:
@@ -54,14 +48,14 @@ def generations(out: Path) -> dict[tuple[str, str, int], str]:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reference(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reference")
-    run_evaluation(settings_for(tiny), out, progress=False)
+    run_evaluation(settings_for(tiny_model_dir), out, progress=False)
     return out
 
 
 def test_resume_after_an_interruption(
-    tiny: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = GenerationsLog.append
     calls = {"n": 0}
@@ -74,7 +68,7 @@ def test_resume_after_an_interruption(
 
     monkeypatch.setattr(GenerationsLog, "append", append_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(settings_for(tiny), tmp_path, progress=False)
+        run_evaluation(settings_for(tiny_model_dir), tmp_path, progress=False)
     monkeypatch.setattr(GenerationsLog, "append", original)
     assert not (tmp_path / "results.json").exists()
     assert len(generations(tmp_path)) == 4 * 2
@@ -82,8 +76,10 @@ def test_resume_after_an_interruption(
         handle.write('{"benchmark": "gsm8k", "problem_id": "gsm8k/2", "sam')  # torn line
 
     with pytest.raises(EvalInputError, match="--resume"):
-        run_evaluation(settings_for(tiny), tmp_path, progress=False)  # no silent overwrite
-    document = run_evaluation(settings_for(tiny), tmp_path, resume=True, progress=False)
+        run_evaluation(
+            settings_for(tiny_model_dir), tmp_path, progress=False
+        )  # no silent overwrite
+    document = run_evaluation(settings_for(tiny_model_dir), tmp_path, resume=True, progress=False)
 
     expected = json.loads((reference / "results.json").read_text())
     assert stable(json.loads((tmp_path / "results.json").read_text())) == stable(expected)
@@ -94,21 +90,23 @@ def test_resume_after_an_interruption(
     assert len(lines) == 2 * 3 * 2 and all(json.loads(line) for line in lines)
 
 
-def test_resume_of_a_truncated_log(tiny: Path, reference: Path, tmp_path: Path) -> None:
+def test_resume_of_a_truncated_log(tiny_model_dir: Path, reference: Path, tmp_path: Path) -> None:
     for name in ("settings.json", "generations.jsonl"):
         (tmp_path / name).write_bytes((reference / name).read_bytes())
     lines = (reference / "generations.jsonl").read_text().splitlines(keepends=True)
     # Keep 5 records and half of the sixth: a chunk partly on disk is generated again whole.
     (tmp_path / "generations.jsonl").write_text("".join(lines[:5]) + lines[5][:30])
-    run_evaluation(settings_for(tiny), tmp_path, resume=True, progress=False)
+    run_evaluation(settings_for(tiny_model_dir), tmp_path, resume=True, progress=False)
     got = json.loads((tmp_path / "results.json").read_text())
     assert stable(got) == stable(json.loads((reference / "results.json").read_text()))
     assert generations(tmp_path) == generations(reference)
 
 
-def test_resume_refuses_other_settings(tiny: Path, reference: Path, tmp_path: Path) -> None:
+def test_resume_refuses_other_settings(
+    tiny_model_dir: Path, reference: Path, tmp_path: Path
+) -> None:
     (tmp_path / "settings.json").write_bytes((reference / "settings.json").read_bytes())
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(EvalInputError, match=r"max_new_tokens: saved 6, now 7"):
-        run_evaluation(settings_for(tiny, max_new_tokens=7), tmp_path, resume=True)
+        run_evaluation(settings_for(tiny_model_dir, max_new_tokens=7), tmp_path, resume=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,54 +11,21 @@ import typer
 from typer.testing import CliRunner
 
 from oreal.cli.inspect import inspect_command
-from oreal.config_io import load_config
-from oreal.data import Problem
-from oreal.models import save_tiny
 from oreal.train.config import OrealConfig
 from oreal.train.inspect_view import NO_RM_NOTE, load_step, render_html
 from oreal.train.loop import Trainer
 
-THIS_FILE = Path(__file__).resolve()
+TinyConfig = Callable[..., OrealConfig]  # the conftest fixture's factory
 runner = CliRunner()
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 app.command()(inspect_command)
 
 
-def has_digit(
-    problems: Sequence[Problem], responses: Sequence[str], truncated: Sequence[bool]
-) -> list[float]:
-    return [1.0 if any(c.isdigit() for c in response) else 0.0 for response in responses]
-
-
 @pytest.fixture(scope="module")
-def rm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inspect")
-    model_dir = save_tiny(root / "model")
-    config = load_config(
-        OrealConfig,
-        None,
-        [
-            f"model.name_or_path={model_dir}",
-            "model.bf16_autocast=false",
-            "model.device=cpu",
-            "data.train=synthetic:arithmetic?n=32&seed=0",
-            "data.eval=null",
-            "rollout.prompts_per_step=2",
-            "rollout.num_rollouts=4",
-            "rollout.max_new_tokens=8",
-            f"reward.function={THIS_FILE}:has_digit",
-            "token_rm.enabled=true",
-            "token_rm.lr=1e-2",
-            "token_rm.warmup_steps=0",
-            "token_rm.policy_freeze_steps=1",
-            "train.steps=3",
-            "train.plot=false",
-            "train.samples_per_step=4",
-            f"train.run_dir={root / 'run'}",
-        ],
-    )
-    Trainer(config).train()
-    return root / "run"
+def rm_run(tiny_rm_config: TinyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("inspect") / "run"
+    Trainer(tiny_rm_config(run_dir, "token_rm.policy_freeze_steps=1", "train.steps=3")).train()
+    return run_dir
 
 
 def write_samples(run_dir: Path, samples: list[dict]) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,12 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from oreal.config_io import ConfigError, load_config
-from oreal.data import Problem
-from oreal.models import save_tiny
 from oreal.train.config import OrealConfig
 from oreal.train.loop import Trainer
 
-THIS_FILE = Path(__file__).resolve()
+TinyConfig = Callable[..., OrealConfig]  # the conftest fixtures' factories
 RM_METRICS = (
     "rm_loss",
     "rm_accuracy",
@@ -29,56 +27,14 @@ RM_METRICS = (
 )
 
 
-def has_digit(
-    problems: Sequence[Problem], responses: Sequence[str], truncated: Sequence[bool]
-) -> list[float]:
-    """About half of a random tiny model's 8-token responses contain a digit: mixed groups."""
-    return [1.0 if any(c.isdigit() for c in response) else 0.0 for response in responses]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    save_tiny(path)
-    return path
-
-
-def rm_config(model_dir: Path, run_dir: Path, *overrides: str) -> OrealConfig:
-    return load_config(
-        OrealConfig,
-        None,
-        [
-            f"model.name_or_path={model_dir}",
-            "model.bf16_autocast=false",
-            "model.device=cpu",
-            "data.train=synthetic:arithmetic?n=32&seed=0",
-            "data.eval=null",
-            "rollout.prompts_per_step=2",
-            "rollout.num_rollouts=4",
-            "rollout.max_new_tokens=8",
-            f"reward.function={THIS_FILE}:has_digit",
-            "optim.lr=1e-3",
-            "token_rm.enabled=true",
-            "token_rm.lr=1e-2",
-            "token_rm.warmup_steps=0",
-            "token_rm.policy_freeze_steps=2",
-            "train.micro_batch_size=3",
-            "train.plot=false",
-            "train.samples_per_step=4",
-            f"train.run_dir={run_dir}",
-            *overrides,
-        ],
-    )
-
-
 def clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in state.items()}
 
 
 def test_warm_up_trains_only_the_rm_then_the_policy_moves(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_rm_config: TinyConfig, tmp_path: Path
 ) -> None:
-    trainer = Trainer(rm_config(tiny_model_dir, tmp_path / "run", "train.steps=3"))
+    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3"))
     assert trainer.token_rm is not None
     policy_before = clone(trainer.policy.state_dict())
     rm_before = clone(trainer.token_rm.model.trainable_state_dict())
@@ -108,17 +64,17 @@ def test_warm_up_trains_only_the_rm_then_the_policy_moves(
     assert changed
 
 
-def test_resume_with_the_rm_is_exact(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_resume_with_the_rm_is_exact(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     settings = ("train.steps=4", "token_rm.policy_freeze_steps=1")
-    Trainer(rm_config(tiny_model_dir, tmp_path / "straight", *settings)).train()
+    Trainer(tiny_rm_config(tmp_path / "straight", *settings)).train()
 
-    interrupted = Trainer(rm_config(tiny_model_dir, tmp_path / "resumed", *settings))
+    interrupted = Trainer(tiny_rm_config(tmp_path / "resumed", *settings))
     interrupted.train_step()
     interrupted.train_step()
     interrupted.save()
     del interrupted
     resumed = Trainer(
-        rm_config(tiny_model_dir, tmp_path / "resumed", *settings), resume_dir=tmp_path / "resumed"
+        tiny_rm_config(tmp_path / "resumed", *settings), resume_dir=tmp_path / "resumed"
     )
     assert resumed.step == 2
     resumed.train()
@@ -143,9 +99,9 @@ def test_resume_with_the_rm_is_exact(tiny_model_dir: Path, tmp_path: Path) -> No
     assert [m["rm_loss"] for m in resumed_log] == [m["rm_loss"] for m in straight_log[2:]]
 
 
-def test_samples_carry_tokens_and_their_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_samples_carry_tokens_and_their_weights(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    Trainer(rm_config(tiny_model_dir, run_dir, "train.steps=3")).train()
+    Trainer(tiny_rm_config(run_dir, "train.steps=3")).train()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
     weighted = [s for s in samples if "token_weights" in s]
     assert weighted, "trained rows come first among the logged samples"
@@ -158,25 +114,24 @@ def test_samples_carry_tokens_and_their_weights(tiny_model_dir: Path, tmp_path: 
     assert any(w > 0 for s in weighted if s["step"] == 3 for w in s["token_weights"])
 
 
-def test_token_rm_config_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_token_rm_config_errors(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"algorithm\.name=oreal"):
-        rm_config(tiny_model_dir, tmp_path, "algorithm.name=grpo")
+        tiny_rm_config(tmp_path, "algorithm.name=grpo")
     with pytest.raises(ConfigError, match="leaves no policy update"):
-        rm_config(tiny_model_dir, tmp_path, "train.steps=2")
+        tiny_rm_config(tmp_path, "train.steps=2")
     with pytest.raises(ConfigError, match="weight_source"):
-        rm_config(tiny_model_dir, tmp_path, "token_rm.weight_source=mean")
+        tiny_rm_config(tmp_path, "token_rm.weight_source=mean")
     # The RM off (the default) with another algorithm is fine.
-    config = rm_config(tiny_model_dir, tmp_path, "algorithm.name=grpo", "token_rm.enabled=false")
+    config = tiny_rm_config(tmp_path, "algorithm.name=grpo", "token_rm.enabled=false")
     assert config.token_rm.enabled is False
 
 
 def test_lora_rm_shares_the_reference_without_changing_the_kl(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_rm_config: TinyConfig, tmp_path: Path
 ) -> None:
     pytest.importorskip("peft")
     trainer = Trainer(
-        rm_config(
-            tiny_model_dir,
+        tiny_rm_config(
             tmp_path / "run",
             "token_rm.backbone=lora",
             "token_rm.policy_freeze_steps=1",
