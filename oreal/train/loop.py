@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 import warnings
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from oreal.algorithms import compute_advantages
-from oreal.config_io import dump_config
+from oreal.algorithms import AdvantageResult, compute_advantages
 from oreal.data import Problem, load_problems, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
 from oreal.models import load_policy, pick_device
@@ -41,6 +37,14 @@ from oreal.train.checkpoint import (
 )
 from oreal.train.config import OrealConfig, make_algorithm_params
 from oreal.train.metrics import MetricsWriter, plot_curves
+from oreal.train.records import (
+    eval_line,
+    prepare_run_dir,
+    progress_bar,
+    rollout_metrics,
+    sample_records,
+    write_summary,
+)
 from oreal.train.token_rm_step import TokenRMOutput, TokenRMTrainer
 from oreal.train.update import UpdateBatch, policy_update, score_logprobs
 
@@ -92,7 +96,7 @@ class Trainer:
 
         self.step = 0
         self.data_epoch, self.data_position = 0, 0
-        self.run_dir = self._resolve_run_dir(resume_dir)
+        self.run_dir = prepare_run_dir(config, resume_dir)
         checkpoint = latest_checkpoint(self.run_dir) if resume_dir else None
         if resume_dir and checkpoint is None:
             raise FileNotFoundError(f"{resume_dir} has no checkpoint to resume from")
@@ -138,8 +142,8 @@ class Trainer:
         before = self.evaluate() if self.step == 0 and self.eval_problems else None
         if before is not None:
             self.metrics.log_step(0, {"eval_accuracy": before.accuracy})
-            self._print_eval("before training", before)
-        with self._progress() as progress:
+            self.console.print(eval_line("before training", before))
+        with progress_bar(self.console) as progress:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, status="")
             while self.step < cfg.steps:
                 record = self.train_step()
@@ -161,7 +165,13 @@ class Trainer:
                 if "eval_accuracy" in record:
                     status += f"  eval {record['eval_accuracy']:.3f}"
                 progress.update(task, advance=1, status=status)
-        summary = self._summary(before, time.perf_counter() - started)
+        summary = write_summary(
+            self.run_dir,
+            steps=self.step,
+            seconds=time.perf_counter() - started,
+            eval_problems=len(self.eval_problems),
+            console=self.console,
+        )
         self.metrics.close()
         if cfg.plot:
             plot_curves(self.run_dir)
@@ -198,7 +208,7 @@ class Trainer:
         kept = result.keep.nonzero().flatten()
 
         # advantages -> token weights: from the RM before its update; then the RM's update
-        record = self._rollout_metrics(rollouts, score_tensor, result.keep)
+        record = rollout_metrics(rollouts, score_tensor, result.keep)
         tensors = self._kept_tensors(rollouts, kept) if len(kept) else None
         rm_output: TokenRMOutput | None = None
         frozen = False  # during the RM warm-up the policy takes no gradient and no step
@@ -251,7 +261,18 @@ class Trainer:
         record.update(timings)
         record["generate_tokens_per_s"] = rollouts.stats.get("tokens_per_s", 0.0)
         record["step_time"] = sum(timings.values())
-        self._log_samples(rollouts, scores, result, kept, rm_output)
+        if cfg.train.samples_per_step > 0:
+            samples = sample_records(
+                rollouts,
+                scores,
+                result,
+                kept,
+                rm_output,
+                tokenizer=self.tokenizer,
+                verdicts=getattr(self.reward, "last_verdicts", None),
+                count=cfg.train.samples_per_step,
+            )
+            self.metrics.log_samples(self.step, samples)
         return record
 
     # ------------------------------------------------------------------------------ the stages
@@ -301,7 +322,7 @@ class Trainer:
         self,
         tensors: TrainTensors,
         kept: torch.Tensor,
-        result: Any,
+        result: AdvantageResult,
         token_weights: torch.Tensor | None,
     ) -> UpdateBatch:
         micro = self.config.train.micro_batch_size
@@ -336,62 +357,7 @@ class Trainer:
             batch_size=self.config.rollout.max_batch_size,
         )
 
-    # ------------------------------------------------------------------------------ bookkeeping
-    def _rollout_metrics(
-        self, rollouts: RolloutBatch, scores: torch.Tensor, keep: torch.Tensor
-    ) -> dict[str, float]:
-        k = rollouts.k
-        correct = scores.view(-1, k) > 0.5
-        per_group = correct.sum(dim=1)
-        lengths = torch.tensor([len(o.response_ids) for o in rollouts], dtype=torch.float32)
-        return {
-            "reward_mean": float(scores.mean()),
-            "pass_rate": float(correct.float().mean()),
-            "groups_mixed": float(((per_group > 0) & (per_group < k)).float().mean()),
-            "groups_kept": float(keep.view(-1, k).any(dim=1).float().mean()),
-            "sequences_kept": float(keep.sum()),
-            "response_length": float(lengths.mean()),
-            "truncation_rate": float(sum(o.truncated for o in rollouts) / len(rollouts)),
-        }
-
-    def _log_samples(
-        self,
-        rollouts: RolloutBatch,
-        scores: list[float],
-        result: Any,
-        kept: torch.Tensor,
-        rm_output: TokenRMOutput | None,
-    ) -> None:
-        count = self.config.train.samples_per_step
-        if count <= 0:
-            return
-        verdicts = getattr(self.reward, "last_verdicts", None)
-        # Spread over groups: sample i of group i (mod K), so one batch shows several prompts.
-        picks = [g * rollouts.k + g % rollouts.k for g in range(rollouts.num_prompts)]
-        rm_rows = {int(i): row for row, i in enumerate(kept)} if rm_output is not None else {}
-        if rm_rows:  # show the trained rows first: they carry the weights `oreal inspect` colours
-            picks = list(rm_rows) + [i for i in picks if i not in rm_rows]
-        samples = []
-        for i in picks[:count]:
-            output = rollouts.outputs[i]
-            sample = {
-                "prompt": output.prompt,
-                "response": output.text,
-                "reward": scores[i],
-                "truncated": output.truncated,
-                "advantage": float(result.advantages[i]),
-                "kept": bool(result.keep[i]),
-                "tokens": [self.tokenizer.decode([t]) for t in output.response_ids],
-            }
-            if verdicts:
-                sample["extracted"] = verdicts[i].extracted
-                sample["reason"] = verdicts[i].reason
-            if i in rm_rows and rm_output is not None:
-                sample["positive"] = bool(result.positive[i])
-                sample.update(rm_output.sample_fields(rm_rows[i], len(output.response_ids)))
-            samples.append(sample)
-        self.metrics.log_samples(self.step, samples)
-
+    # ------------------------------------------------------------------------------ state
     def _needs_reference(self) -> bool:
         return bool(self.params.kl_coef) and self.params.kl_target == "ref"
 
@@ -407,22 +373,6 @@ class Trainer:
 
         trained = AutoModelForCausalLM.from_pretrained(str(policy_dir), dtype=torch.float32)
         self.policy.load_state_dict(trained.state_dict())
-
-    def _resolve_run_dir(self, resume_dir: Path | None) -> Path:
-        if resume_dir is not None:
-            return Path(resume_dir)
-        if self.config.train.run_dir:
-            run_dir = Path(self.config.train.run_dir)
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = Path("runs") / f"{self.config.algorithm.name}-{stamp}"
-        if (run_dir / "metrics.jsonl").exists():
-            raise FileExistsError(
-                f"{run_dir} already holds a run; use --resume {run_dir} or another run_dir"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(self.config, run_dir / "config.yaml")
-        return run_dir
 
     def save(self) -> Path:
         state = TrainerState(
@@ -454,41 +404,3 @@ class Trainer:
             state.data_epoch,
         )
         self.console.print(f"resumed from {checkpoint} (step {self.step})")
-
-    def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]step {task.completed}/{task.total}"),
-            BarColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-
-    def _print_eval(self, label: str, result: EvalResult) -> None:
-        correct = round(result.accuracy * result.num_problems)
-        self.console.print(
-            f"eval {label}: {correct}/{result.num_problems} = {result.accuracy:.1%} (greedy pass@1)"
-        )
-
-    def _summary(self, before: EvalResult | None, seconds: float) -> dict[str, Any]:
-        records = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").open()]
-        evals = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
-        summary: dict[str, Any] = {
-            "run_dir": str(self.run_dir),
-            "steps": self.step,
-            "wall_seconds": round(seconds, 1),
-            "eval_problems": len(self.eval_problems),
-            "eval_accuracy_before": evals[0] if evals else None,
-            "eval_accuracy_after": evals[-1] if evals else None,
-        }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if evals:
-            gain = evals[-1] - evals[0]
-            sign = "+" if gain >= 0 else ""
-            self.console.print(
-                f"eval accuracy {evals[0]:.1%} -> {evals[-1]:.1%} ({sign}{gain * 100:.1f} points) "
-                f"in {seconds / 60:.1f} min; run: {self.run_dir}"
-            )
-        return summary
