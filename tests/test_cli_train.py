@@ -1,7 +1,10 @@
-"""`oreal train` argument handling: every bad input is a clear message and exit code 2."""
+"""`oreal train` from the command line: every bad input is a clear message and exit code 2,
+and one whole run on a tiny model."""
 
+import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from oreal.cli import app
@@ -44,3 +47,36 @@ def test_help_lists_the_presets() -> None:
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
     assert "demo_grpo" in result.output
+
+
+def test_train_end_to_end_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The demo preset with a tiny model swapped in: evals, one step, summary, --threads."""
+    run_dir = tmp_path / "run"
+    arguments = [
+        "train",
+        f"model.name_or_path={tiny_model_dir}",
+        "model.bf16_autocast=false",
+        "model.device=cpu",
+        "data.train=synthetic:arithmetic?n=16&seed=0",
+        "data.eval_limit=2",
+        "rollout.prompts_per_step=2",
+        "rollout.num_rollouts=2",
+        "rollout.max_new_tokens=4",
+        "train.steps=1",
+        "train.plot=false",
+        "--run-dir",
+        str(run_dir),
+        "--threads",
+        "2",
+    ]
+    try:
+        result = runner.invoke(app, arguments)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # conftest's setting, for the tests that follow
+    assert result.exit_code == 0, result.output
+    assert "eval before training: 0/2" in result.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 1 and summary["eval_problems"] == 2
+    assert summary["eval_accuracy_before"] == 0.0
+    assert (run_dir / "checkpoints" / "step-000001").is_dir()
