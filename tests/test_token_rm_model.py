@@ -81,6 +81,33 @@ def test_update_returns_pre_update_scores_and_is_micro_batch_invariant() -> None
         assert torch.allclose(head, results[0][1], atol=1e-6)
 
 
+def test_two_ranks_with_uneven_batches_average_to_the_full_batch_gradient() -> None:
+    """Rank 0 keeps 4 rows, rank 1 keeps 2: with S = 6 global and the backend's gradient mean
+    over R = 2 ranks, the update equals one process on all 6 rows."""
+    tensors, labels, _ = deciding_token_batch(6, torch.Generator().manual_seed(3))
+
+    def head_gradient(rows: slice, **kwargs: int) -> torch.Tensor:
+        rm = build_token_rm(tiny_policy())
+        torch.nn.init.normal_(rm.head.weight, std=0.5, generator=torch.Generator().manual_seed(4))
+        optimizer = torch.optim.SGD(rm.trainable_parameters(), lr=1.0)
+        before = rm.head.weight.detach().clone()
+        part = tensors[rows]
+        # No clipping: a backend clips the all-reduced gradient, not each rank's share.
+        token_rm_update(
+            rm, optimizer, part, labels[rows].float(), micro_batch_size=3, grad_clip=None, **kwargs
+        )
+        return before - rm.head.weight.detach()  # = the gradient, with SGD at lr 1
+
+    full = head_gradient(slice(0, 6))
+    ranks = [
+        head_gradient(rows, dp_world_size=2, global_num_seqs=6)
+        for rows in (slice(0, 4), slice(4, 6))
+    ]
+    assert torch.allclose((ranks[0] + ranks[1]) / 2, full, atol=1e-6)
+    with pytest.raises(ValueError, match="global_num_seqs"):
+        head_gradient(slice(0, 4), dp_world_size=2)
+
+
 def test_rm_learns_the_deciding_token() -> None:
     rm = build_token_rm(tiny_policy())
     optimizer = torch.optim.AdamW(rm.trainable_parameters(), lr=3e-3, weight_decay=0.0)

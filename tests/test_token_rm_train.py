@@ -159,3 +159,67 @@ def test_demo_token_rm_preset_is_the_demo_plus_the_rm() -> None:
     # Same policy steps as demo.yaml, after the RM-only warm-up steps.
     assert with_rm["train"].pop("steps") == demo["train"].pop("steps") + rm["policy_freeze_steps"]
     assert with_rm == demo, "keep configs/demo_token_rm.yaml in sync with configs/demo.yaml"
+
+
+def test_the_rm_labels_and_weights_reach_the_rm_and_the_policy_loss(
+    tiny_rm_config: TinyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row by row: the RM learns from ``positive`` of the kept rows, and the policy loss gets
+    w+ on exactly those rows and w- on the others, from the RM's pre-update logits."""
+    import oreal.train.loop as loop_module
+    import oreal.train.token_rm_step as step_module
+    import oreal.train.update as update_module
+    from oreal.algorithms import oreal_token_weights
+
+    seen: dict[str, object] = {}
+
+    def spy(module: object, name: str, key: str, pick: Callable) -> None:
+        real = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            result = real(*args, **kwargs)
+            seen.setdefault(key, []).append(pick(args, kwargs, result))  # type: ignore[union-attr]
+            return result
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    spy(loop_module, "compute_advantages", "advantages", lambda a, k, r: r)
+    spy(step_module, "token_rm_update", "rm", lambda a, k, r: (a[3].clone(), r[0].clone()))
+    spy(update_module, "compute_policy_loss", "loss", lambda a, k, r: k)
+
+    # One micro-batch holds every kept row, so the loss sees the whole weight tensor at once.
+    trainer = Trainer(
+        tiny_rm_config(tmp_path / "run", "train.steps=3", "train.micro_batch_size=64")
+    )
+    for _ in range(3):
+        trainer.train_step()
+    result = seen["advantages"][-1]
+    kept = result.keep.nonzero().flatten()
+    labels, scores = seen["rm"][-1]
+    assert torch.equal(labels, result.positive[kept].float())
+    (loss_call,) = seen["loss"]  # steps 1-2 are frozen: one policy loss, at step 3
+    positive = loss_call["positive"]
+    assert torch.equal(positive.cpu(), result.positive[kept])
+    mask = loss_call["response_mask"]
+    expected = oreal_token_weights(scores[:, : mask.shape[1]], mask.bool(), positive).weights
+    passed = loss_call["token_weights"]
+    assert passed is not None and torch.equal(passed, expected)
+    assert passed.sum() > 0, "a trained RM gives some non-zero weight"
+
+
+def test_rm_warm_up_starts_at_lr_zero(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
+    """transformers' warm-up: factor s / W at step s, so the RM's first update has lr 0."""
+    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3", "token_rm.warmup_steps=2"))
+    lrs = [trainer.train_step()["rm_lr"] for _ in range(3)]
+    assert lrs == pytest.approx([0.0, 0.5e-2, 1e-2])
+
+
+def test_paper_form_trains_with_the_rm(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
+    settings = ("train.steps=3", "algorithm.oreal_form=paper", "token_rm.weight_source=per_token")
+    trainer = Trainer(tiny_rm_config(tmp_path / "run", *settings))
+    before = clone(trainer.policy.state_dict())
+    records = [trainer.train_step() for _ in range(3)]
+    assert records[-1]["policy_frozen"] == 0.0
+    assert all(torch.isfinite(torch.tensor(r["rm_loss"])) for r in records if "rm_loss" in r)
+    moved = [k for k, v in trainer.policy.state_dict().items() if not torch.equal(v, before[k])]
+    assert moved

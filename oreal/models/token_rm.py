@@ -5,7 +5,7 @@ decoder of a causal LM (by default a full copy of the initial policy) followed b
 linear head ``hidden_size -> 1``, giving one logit h_t per response token. The head starts at
 exactly zero ("to ensure unbiased importance sampling weight at the start of training"), so
 every h_t is 0, every weight w± is 0, and on the first update only the head receives a
-gradient: ∂L/∂hidden = (∂L/∂h)·W_head = 0 (derived; tests/test_token_rm.py checks it).
+gradient: ∂L/∂hidden = (∂L/∂h)·W_head = 0 (derived; tests/test_token_rm_model.py checks it).
 
 Backbones:
 
@@ -234,14 +234,17 @@ def token_rm_update(
     grad_clip: float | None = 1.0,
     score_position: ScorePosition = "token",
     dp_world_size: int = 1,
+    global_num_seqs: int | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """One RM optimizer step on the step's kept sequences; returns the *pre-update* logits.
 
     The sequences are walked in micro-batches; each forward (with grad) gives the logits h of
     the RM as it was before this step, which are kept (detached, ``[B, R]`` aligned with
     ``tensors.loss_mask``) for the policy's token weights, and the loss share
-    :func:`oreal.algorithms.token_weights.token_rm_loss` over the global count S = B, whose
-    gradients add up to the full-batch gradient whatever the micro-batch size. One forward
+    :func:`oreal.algorithms.token_weights.token_rm_loss` over the global count S, whose
+    gradients add up to the full-batch gradient whatever the micro-batch size. S is
+    ``global_num_seqs``, the kept sequences of *all* ``dp_world_size`` ranks (ranks may keep
+    different numbers); in one process it defaults to this batch's B. One forward
     serves both, as in the release (oreal.md §5 steps 7 and 9), so the weights of step n come
     from the RM after n - 1 updates. Then the gradient norm is clipped and AdamW steps once.
 
@@ -249,8 +252,11 @@ def token_rm_update(
     """
     if micro_batch_size < 1:
         raise ValueError("micro_batch_size must be >= 1")
+    if dp_world_size > 1 and global_num_seqs is None:
+        raise ValueError("with dp_world_size > 1 pass global_num_seqs (all ranks' sequences)")
     device = tensors.input_ids.device
     num_seqs = len(tensors)
+    total_seqs = num_seqs if global_num_seqs is None else global_num_seqs
     scores = torch.zeros(tensors.loss_mask.shape, dtype=torch.float32, device=device)
     labels = labels.to(device)
     model.train()
@@ -269,7 +275,7 @@ def token_rm_update(
             logits,
             part.loss_mask,
             labels[start : start + micro_batch_size],
-            num_seqs,
+            total_seqs,
             dp_world_size=dp_world_size,
         )
         loss.backward()

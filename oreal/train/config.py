@@ -104,8 +104,11 @@ class OptimConfig(Section):
 class TokenRMConfig(Section):
     """OREAL's token-level reward model (arXiv 2502.06781 §2.4; docs/token_rm.md).
 
-    Defaults are the paper/release values (RM lr 2e-6 -> 4e-7 cosine with a 10-step warm-up,
-    10 policy-frozen steps); the CPU demo preset ``demo_token_rm`` changes them for a 135M model.
+    The schedule defaults are the paper's and the release's (RM lr 2e-6 -> 4e-7 cosine with a
+    10-step warm-up, 10 policy-frozen steps). The weight defaults are a deliberate hybrid:
+    q_t from the cumulative mean (release) of h_t read at token t (paper's w(s_<=t)); the
+    presets ``oreal_qwen2.5_7b`` and ``oreal_paper_qwen2.5_7b`` pin each source's own pair.
+    The CPU demo preset ``demo_token_rm`` changes the schedule for a 135M model.
     """
 
     enabled: bool = Field(False, description="Train the token RM and weight the OREAL loss.")
