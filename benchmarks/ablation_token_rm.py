@@ -43,6 +43,20 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS: tuple[str, ...] = ("oreal", "oreal_token_rm", "grpo")
+# Per-step training metrics kept per run (from the trainer's records / metrics.jsonl).
+PER_STEP_KEYS: tuple[str, ...] = (
+    "reward_mean",
+    "sequences_kept",
+    "response_length",
+    "truncation_rate",
+    "policy_frozen",
+    "rm_auc",
+    "rm_loss",
+    "rm_weight_pos_mean",
+    "rm_weight_neg_mean",
+    "rm_nonzero_frac",
+    "step_time",
+)
 
 
 def variant_overrides(variant: str) -> list[str]:
@@ -142,7 +156,6 @@ def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]
         records.append(record)
     trainer.metrics.close()
     rollout = config.rollout
-    keys = ("reward_mean", "sequences_kept", "policy_frozen", "rm_auc", "rm_loss", "step_time")
     return {
         "variant": variant,
         "overrides": variant_overrides(variant),
@@ -152,14 +165,38 @@ def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]
         "rollouts": config.train.steps * rollout.prompts_per_step * rollout.num_rollouts,
         "eval_policy_steps": policy_steps,
         "eval_accuracy": accuracy,
-        "per_step": {k: [r.get(k) for r in records] for k in keys},
+        "per_step": {k: [r.get(k) for r in records] for k in PER_STEP_KEYS},
         "wall_s": round(time.perf_counter() - started, 1),
         "run_dir": str(config.train.run_dir),
     }
 
 
+def per_step_from_metrics(metrics_path: Path) -> dict[str, list[Any]]:
+    """``per_step`` rebuilt from a run's ``metrics.jsonl`` (rows of training steps only)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    rows = [row for row in rows if "reward_mean" in row]
+    return {key: [row.get(key) for row in rows] for key in PER_STEP_KEYS}
+
+
+def training_means(mine: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Means over seeds and steps of the per-step metrics (RM-only steps left out)."""
+    means: dict[str, float | None] = {}
+    for key in PER_STEP_KEYS:
+        values = [
+            value
+            for run in mine
+            for value, frozen in zip(
+                run["per_step"].get(key, []), run["per_step"]["policy_frozen"], strict=False
+            )
+            if value is not None and not frozen
+        ]
+        means[key] = statistics.fmean(values) if values else None
+    return means
+
+
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per variant and evaluated policy step: mean, std, min, max of accuracy over seeds."""
+    """Per variant and evaluated policy step: mean, std, min, max of accuracy over seeds; and
+    the per-step training metrics averaged over seeds and policy steps."""
     summary: dict[str, Any] = {}
     for variant in VARIANTS:
         mine = [run for run in runs.values() if run["variant"] == variant]
@@ -187,6 +224,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "final_mean": last["mean"],
             "final_std": last["std"],
             "wall_s_mean": statistics.fmean(run["wall_s"] for run in mine),
+            "training_means": training_means(mine),
         }
     return summary
 
@@ -232,6 +270,10 @@ def merge_outputs(paths: list[Path], settings: dict[str, Any]) -> dict[str, Any]
         clash = sorted(set(part["runs"]) & set(merged["runs"]))
         if clash:
             raise SystemExit(f"--merge: {path} repeats runs {clash}")
+        for run in part["runs"].values():
+            metrics = Path(run.get("run_dir", "")) / "metrics.jsonl"
+            if run.get("run_dir") and metrics.is_file():  # parts written before a key was added
+                run["per_step"] = per_step_from_metrics(metrics)
         merged["runs"].update(part["runs"])
         merged["commands"].append(part.get("command"))
     return merged

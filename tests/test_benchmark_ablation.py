@@ -44,20 +44,28 @@ def test_variants_differ_only_in_what_defines_them(ablation: ModuleType, tmp_pat
     assert with_rm == {k: v for k, v in base.items() if k != "token_rm"}
 
 
-def run(variant: str, seed: int, steps: list[int], accuracy: list[float]) -> dict:
+def run(
+    variant: str,
+    seed: int,
+    steps: list[int],
+    accuracy: list[float],
+    rewards: tuple[float, ...] = (0.0, 0.5),
+    frozen: tuple[float | None, ...] = (None, None),
+) -> dict:
     return {
         "variant": variant,
         "seed": seed,
         "eval_policy_steps": steps,
         "eval_accuracy": accuracy,
         "wall_s": 60.0,
+        "per_step": {"reward_mean": list(rewards), "policy_frozen": list(frozen)},
     }
 
 
 def test_summary_is_mean_std_min_max_over_seeds(ablation: ModuleType) -> None:
     runs = {
         "oreal/seed0": run("oreal", 0, [0, 5], [0.0, 0.5]),
-        "oreal/seed1": run("oreal", 1, [0, 5], [0.0, 0.25]),
+        "oreal/seed1": run("oreal", 1, [0, 5], [0.0, 0.25], (0.9, 0.0, 0.25), (1.0, 0.0, 0.0)),
         "grpo/seed0": run("grpo", 0, [0, 5], [0.25, 0.25]),
     }
     summary = ablation.summarize(runs)
@@ -65,6 +73,28 @@ def test_summary_is_mean_std_min_max_over_seeds(ablation: ModuleType) -> None:
     last = summary["oreal"]["curve"][-1]
     assert last == {"policy_step": 5, "mean": 0.375, "std": 0.125, "min": 0.25, "max": 0.5, "n": 2}
     assert summary["oreal"]["gain_mean"] == 0.375 and summary["grpo"]["gain_mean"] == 0.0
+    # Training means over seeds and policy steps: seed 1's RM-only first step is left out.
+    assert summary["oreal"]["training_means"]["reward_mean"] == pytest.approx(0.75 / 4)
+    assert summary["oreal"]["training_means"]["rm_auc"] is None
+
+
+def test_merge_rebuilds_per_step_from_the_run_directory(
+    ablation: ModuleType, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rows = [{"step": 1, "reward_mean": 0.25, "rm_auc": 0.75}, {"step": 1, "eval_accuracy": 0.5}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    settings = {"steps": 1}
+    part = run("oreal", 0, [0], [0.0])
+    part["run_dir"] = str(run_dir)
+    (tmp_path / "a.json").write_text(
+        json.dumps({"settings": settings, "runs": {"oreal/seed0": part}})
+    )
+    merged = ablation.merge_outputs([tmp_path / "a.json"], settings)
+    per_step = merged["runs"]["oreal/seed0"]["per_step"]
+    assert per_step["reward_mean"] == [0.25] and per_step["rm_auc"] == [0.75]
+    assert per_step["response_length"] == [None]
 
 
 def test_merge_joins_disjoint_parts_and_refuses_mismatches(
