@@ -247,7 +247,7 @@ def plot(summary: dict[str, Any], output: Path, title: str) -> None:
         axis.fill_between(x, low, high, color=colour, alpha=0.25)
         lowest, highest = [r["min"] for r in data["curve"]], [r["max"] for r in data["curve"]]
         axis.fill_between(x, lowest, highest, color=colour, alpha=0.08)
-    axis.set_xlabel("policy updates")
+    axis.set_xlabel("policy steps (after any RM-only steps)")
     axis.set_ylabel("held-out greedy pass@1")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)

@@ -83,3 +83,15 @@ def test_scalar_parsing() -> None:
 @pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_preset_validates(preset: Path) -> None:
     load_config(OrealConfig, preset)
+
+
+def test_demo_grpo_preset_is_the_demo_with_grpo() -> None:
+    """The two demo presets differ only in the algorithm (the GRPO column of the ablation)."""
+    from oreal.configs import resolve_config_path
+
+    demo = load_config(OrealConfig, resolve_config_path("demo"), []).model_dump()
+    grpo = load_config(OrealConfig, resolve_config_path("demo_grpo"), []).model_dump()
+    assert grpo["algorithm"].pop("name") == "grpo" and demo["algorithm"].pop("name") == "oreal"
+    demo["algorithm"].pop("oreal_form")  # OREAL-only; GRPO ignores it
+    grpo["algorithm"].pop("oreal_form")
+    assert grpo == demo, "keep configs/demo_grpo.yaml in sync with configs/demo.yaml"
