@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from oreal.algorithms import AdvantageResult, compute_advantages
 from oreal.data import Problem, load_problems, render_prompt
@@ -46,7 +44,13 @@ from oreal.train.records import (
     write_summary,
 )
 from oreal.train.token_rm_step import TokenRMOutput, TokenRMTrainer
-from oreal.train.update import UpdateBatch, policy_update, score_logprobs
+from oreal.train.update import (
+    UpdateBatch,
+    advance_schedule,
+    make_optimizer,
+    policy_update,
+    score_logprobs,
+)
 
 
 def derived_seed(seed: int, step: int, stage: int) -> int:
@@ -112,18 +116,10 @@ class Trainer:
         self.reward = build_reward(
             config.reward.function, mode=config.reward.mode, timeout=config.reward.timeout
         )
-        optim = config.optim
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer, self.scheduler = make_optimizer(
             [p for p in self.policy.parameters() if p.requires_grad],
-            lr=optim.lr,
-            betas=optim.betas,
-            weight_decay=optim.weight_decay,
-        )
-        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            self.optimizer,
-            num_warmup_steps=optim.warmup_steps,
-            num_training_steps=config.train.steps,
-            min_lr_rate=optim.min_lr_ratio,
+            config.optim,
+            config.train.steps,
         )
         if checkpoint is not None:
             self._load_state(checkpoint)
@@ -250,12 +246,8 @@ class Trainer:
             trained_tokens = int(batch.tensors.loss_mask.sum()) * cfg.algorithm.update_epochs
             record["train_tokens_per_s"] = trained_tokens / max(timings["time_train"], 1e-9)
         record["lr"] = self.scheduler.get_last_lr()[0]
-        with warnings.catch_warnings():
-            # A step whose groups were all filtered out takes no optimizer step, but the
-            # schedule still advances with the step count (torch warns about that order).
-            # The RM's policy-frozen steps count too, as in the release (token_rm_step.py).
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            self.scheduler.step()
+        # A step that took no optimizer step (no kept rows, or RM-only) still counts.
+        advance_schedule(self.scheduler)
         self.step += 1
 
         record.update(timings)

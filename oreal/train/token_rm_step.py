@@ -18,7 +18,6 @@ paper's 10 frozen steps and 10 warm-up steps the policy's first update runs at i
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    get_cosine_with_min_lr_schedule_with_warmup,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from oreal.algorithms import oreal_token_weights, roc_auc, sequence_logits
 from oreal.models.token_rm import LoraSettings, build_token_rm, token_rm_update
 from oreal.rollout import TrainTensors
 from oreal.train.checkpoint import load_extra_state
 from oreal.train.config import OrealConfig, TokenRMConfig
+from oreal.train.update import advance_schedule, make_optimizer
 
 __all__ = ["TokenRMOutput", "TokenRMTrainer"]
 
@@ -96,17 +92,8 @@ class TokenRMTrainer:
             cache_dir=cache_dir,
             gradient_checkpointing=gradient_checkpointing,
         )
-        self.optimizer = torch.optim.AdamW(
-            self.model.trainable_parameters(),
-            lr=config.lr,
-            betas=config.betas,
-            weight_decay=config.weight_decay,
-        )
-        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            self.optimizer,
-            num_warmup_steps=config.warmup_steps,
-            num_training_steps=total_steps,
-            min_lr_rate=config.min_lr_ratio,
+        self.optimizer, self.scheduler = make_optimizer(
+            self.model.trainable_parameters(), config, total_steps
         )
 
     @classmethod
@@ -162,10 +149,7 @@ class TokenRMTrainer:
         return TokenRMOutput(scores=scores, q=weights.q, weights=weights.weights, metrics=metrics)
 
     def advance_schedule(self) -> None:
-        with warnings.catch_warnings():
-            # A step with no kept rows takes no RM step; the schedule still follows the steps.
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            self.scheduler.step()
+        advance_schedule(self.scheduler)  # every step, like the policy's
 
     @contextlib.contextmanager
     def reference_scope(self) -> Iterator[None]:

@@ -7,15 +7,56 @@ so the gradient is the same for any ``micro_batch_size`` (tests/test_train_updat
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from oreal.algorithms import AlgorithmParams, LossNormalizers, compute_policy_loss
 from oreal.models import autocast_context, token_logprobs
 from oreal.rollout import TrainTensors
+
+
+class OptimizerSettings(Protocol):
+    """What :func:`make_optimizer` reads: ``optim`` and ``token_rm`` config sections both fit."""
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    warmup_steps: int
+    min_lr_ratio: float
+
+
+def make_optimizer(
+    parameters: Iterable[torch.nn.Parameter], settings: OptimizerSettings, total_steps: int
+) -> tuple[torch.optim.AdamW, LambdaLR]:
+    """AdamW with transformers' cosine schedule: linear warm-up s/W over ``warmup_steps`` W
+    (so step 0 runs at LR 0), then cosine to ``min_lr_ratio`` x lr at ``total_steps``."""
+    optimizer = torch.optim.AdamW(
+        parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
+    )
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=settings.warmup_steps,
+        num_training_steps=total_steps,
+        min_lr_rate=settings.min_lr_ratio,
+    )
+    return optimizer, scheduler
+
+
+def advance_schedule(scheduler: LambdaLR) -> None:
+    """Advance the LR schedule by one training step, also a step that took no optimizer step
+    (all groups filtered out, or a policy-frozen RM warm-up step: the release counts those)."""
+    with warnings.catch_warnings():
+        # torch warns when the schedule steps without an optimizer step since the last one.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        scheduler.step()
 
 
 @dataclass
