@@ -38,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from oreal.algorithms import algorithm_params
+    from oreal.batch import pad_rollouts
     from oreal.data import load_problems, render_prompt
     from oreal.models import load_policy
     from oreal.rollout import HFGenerator, SamplingParams
@@ -62,7 +63,8 @@ def main() -> None:
         tick = time.perf_counter()
         rollouts = generator.generate(prompts, sampling, args.k)
         generate_s = time.perf_counter() - tick
-        tensors = rollouts.to_tensors(generator.pad_token_id)
+        pairs = [(o.prompt_ids, o.response_ids) for o in rollouts]
+        tensors = pad_rollouts(pairs, generator.pad_token_id)
 
         tick = time.perf_counter()
         ref = score_logprobs(

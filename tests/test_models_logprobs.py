@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oreal.batch import pad_rollouts
 from oreal.models import (
     autocast_context,
     compact_response_mask,
@@ -13,7 +14,6 @@ from oreal.models import (
     token_logprobs,
 )
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
-from oreal.rollout import pad_rollouts
 
 
 @pytest.fixture(scope="module")

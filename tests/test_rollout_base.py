@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oreal.rollout import GenerationOutput, RolloutBatch, pad_rollouts
+from oreal.batch import pad_rollouts
+from oreal.rollout import GenerationOutput, RolloutBatch
 
 PAD = 9
 
@@ -45,7 +46,7 @@ def test_pad_rollouts_rejects_empty_prompt_and_batch():
         pad_rollouts([], PAD)
 
 
-def test_rollout_batch_groups_and_tensors():
+def test_rollout_batch_group_index_and_padding():
     outs = [
         GenerationOutput(g, i, f"p{g}", [g + 1, 5], [7] * (i + 1), "x", "eos")
         for g in range(2)
@@ -53,8 +54,7 @@ def test_rollout_batch_groups_and_tensors():
     ]
     batch = RolloutBatch(outs, num_prompts=2, k=3)
     assert batch.group_index == [0, 0, 0, 1, 1, 1]
-    assert [[o.sample for o in g] for g in batch.groups()] == [[0, 1, 2], [0, 1, 2]]
-    t = batch.to_tensors(PAD)
+    t = pad_rollouts([(o.prompt_ids, o.response_ids) for o in batch], PAD)
     assert t.response_lengths.tolist() == [1, 2, 3, 1, 2, 3]
     assert t.input_ids[3].tolist() == [2, 5, 7, PAD, PAD]
     assert not any(o.truncated for o in batch)

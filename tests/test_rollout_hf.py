@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 import torch
 
+from oreal.batch import pad_rollouts
 from oreal.models import enable_gradient_checkpointing, token_logprobs
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
 from oreal.rollout import Generator, HFGenerator, SamplingParams
@@ -100,7 +101,7 @@ def test_shapes_groups_and_truncation(model, tokenizer, prompts, scripted):
         assert out.truncated and out.finish_reason == "length"
         assert out.text == tokenizer.decode(out.response_ids)
         assert tokenizer.pad_token_id not in out.response_ids
-    assert [len(g) for g in batch.groups()] == [2, 2, 2]
+    assert batch.group_index == [0, 0, 1, 1, 2, 2]
     assert batch.stats["generated_tokens"] == 6 * GREEDY.max_new_tokens
 
 
@@ -163,7 +164,8 @@ def test_greedy_is_deterministic_and_batch_invariant(model, tokenizer, prompts):
     small = HFGenerator(model, tokenizer, autocast=False, max_batch_size=1)
     alone = [small.generate([p], GREEDY).outputs[0].response_ids for p in prompts]
     assert alone == [o.response_ids for o in first if o.sample == 0]
-    assert all(a.response_ids == b.response_ids for a, b in first.groups())
+    by_group = [[o.response_ids for o in first if o.group == g] for g in range(len(prompts))]
+    assert all(a == b for a, b in by_group)
 
 
 def test_seeded_sampling_is_reproducible(model, tokenizer, prompts):
@@ -212,7 +214,7 @@ def test_bf16_autocast_generation_runs(model, tokenizer, prompts):
 
 def test_rollouts_feed_training_tensors(model, tokenizer, prompts):
     batch = HFGenerator(model, tokenizer, autocast=False).generate(prompts, GREEDY, 2)
-    tensors = batch.to_tensors(tokenizer.pad_token_id)
+    tensors = pad_rollouts([(o.prompt_ids, o.response_ids) for o in batch], tokenizer.pad_token_id)
     for row, out in enumerate(batch):
         n = len(out.prompt_ids) + len(out.response_ids)
         assert tensors.input_ids[row, :n].tolist() == out.prompt_ids + out.response_ids

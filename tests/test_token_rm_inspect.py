@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from oreal.cli.inspect import inspect_command
+from oreal.token_rm.inspect_view import NO_RM_NOTE, load_step, render_html
 from oreal.train.config import OrealConfig
-from oreal.train.inspect_view import NO_RM_NOTE, load_step, render_html
 from oreal.train.loop import Trainer
 
 TinyConfig = Callable[..., OrealConfig]  # the conftest fixture's factory

@@ -8,10 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from oreal.algorithms import oreal_token_weights, roc_auc, sequence_logits, token_rm_loss
+from oreal.batch import TrainTensors, pad_rollouts
 from oreal.models import build_tiny_model, build_tiny_tokenizer
-from oreal.models.token_rm import TokenRewardModel, build_token_rm, token_rm_update
-from oreal.rollout.base import TrainTensors, pad_rollouts
+from oreal.token_rm import (
+    TokenRewardModel,
+    build_token_rm,
+    oreal_token_weights,
+    roc_auc,
+    sequence_logits,
+    token_rm_loss,
+    token_rm_update,
+)
 
 TOKENIZER = build_tiny_tokenizer()
 FILLER = TOKENIZER.convert_tokens_to_ids(list("abcdefgh"))

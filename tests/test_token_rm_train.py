@@ -166,10 +166,10 @@ def test_the_rm_labels_and_weights_reach_the_rm_and_the_policy_loss(
 ) -> None:
     """Row by row: the RM learns from ``positive`` of the kept rows, and the policy loss gets
     w+ on exactly those rows and w- on the others, from the RM's pre-update logits."""
+    import oreal.token_rm.trainer as step_module
     import oreal.train.loop as loop_module
-    import oreal.train.token_rm_step as step_module
     import oreal.train.update as update_module
-    from oreal.algorithms import oreal_token_weights
+    from oreal.token_rm import oreal_token_weights
 
     seen: dict[str, object] = {}
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from oreal.algorithms import (
+from oreal.token_rm import (
     oreal_token_weights,
     roc_auc,
     sequence_logits,

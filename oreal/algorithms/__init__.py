@@ -8,8 +8,6 @@
 - :mod:`~oreal.algorithms.oreal_loss`: the OREAL loss, ``release`` and ``paper`` forms.
 - :mod:`~oreal.algorithms.registry`: the one registry, chosen by name, and ``AlgorithmParams``.
 - :mod:`~oreal.algorithms.loss`: ``compute_policy_loss``, the trainer's per-micro-batch call.
-- :mod:`~oreal.algorithms.token_weights`: OREAL's token-level reward model as tensor functions
-  (its sequence-level BCE, the q_t -> w+/w- weights, top-k rescaling, ROC-AUC).
 
 Formulas, defaults and papers: ``docs/algorithms.md``.
 """
@@ -42,17 +40,6 @@ from oreal.algorithms.registry import (
     get_algorithm,
     register_algorithm,
 )
-from oreal.algorithms.token_weights import (
-    WEIGHT_SOURCES,
-    TokenWeights,
-    oreal_token_weights,
-    roc_auc,
-    sequence_logits,
-    threshold_weights,
-    token_probabilities,
-    token_rm_loss,
-    topk_rescale,
-)
 
 __all__ = [
     "AGGREGATIONS",
@@ -60,12 +47,10 @@ __all__ = [
     "OREAL_FORMS",
     "POLICY_LOSSES",
     "REWARD_SCALES",
-    "WEIGHT_SOURCES",
     "AdvantageResult",
     "AlgorithmParams",
     "AlgorithmSpec",
     "LossNormalizers",
-    "TokenWeights",
     "aggregate",
     "algorithm_params",
     "available_algorithms",
@@ -77,16 +62,9 @@ __all__ = [
     "get_algorithm",
     "kl_penalty",
     "oreal_loss",
-    "oreal_token_weights",
     "pg_loss",
     "ppo_clip_loss",
     "register_algorithm",
     "rewards_from_correct",
-    "roc_auc",
-    "sequence_logits",
     "sft_loss",
-    "threshold_weights",
-    "token_probabilities",
-    "token_rm_loss",
-    "topk_rescale",
 ]

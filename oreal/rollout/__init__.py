@@ -1,5 +1,4 @@
-"""Rollout generation: the :class:`Generator` protocol, its transformers backend, and the
-padding step that turns rollouts into training tensors."""
+"""Rollout generation: the :class:`Generator` protocol and its backends."""
 
 from oreal.rollout.base import (
     FinishReason,
@@ -7,8 +6,6 @@ from oreal.rollout.base import (
     Generator,
     RolloutBatch,
     SamplingParams,
-    TrainTensors,
-    pad_rollouts,
 )
 from oreal.rollout.hf import HFGenerator, generation_mode
 
@@ -19,7 +16,5 @@ __all__ = [
     "HFGenerator",
     "RolloutBatch",
     "SamplingParams",
-    "TrainTensors",
     "generation_mode",
-    "pad_rollouts",
 ]

@@ -20,11 +20,13 @@ import torch
 from rich.console import Console
 
 from oreal.algorithms import AdvantageResult, compute_advantages
+from oreal.batch import TrainTensors, pad_rollouts
 from oreal.data import Problem, load_problems, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
 from oreal.models import load_policy, pick_device
 from oreal.rewards import build_reward
-from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams, TrainTensors
+from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams
+from oreal.token_rm import TokenRMOutput, TokenRMTrainer
 from oreal.train.checkpoint import (
     TrainerState,
     capture_rng_state,
@@ -43,7 +45,6 @@ from oreal.train.records import (
     sample_records,
     write_summary,
 )
-from oreal.train.token_rm_step import TokenRMOutput, TokenRMTrainer
 from oreal.train.update import (
     UpdateBatch,
     advance_schedule,
@@ -305,10 +306,11 @@ class Trainer:
         return temperature if temperature > 0 else 1.0
 
     def _kept_tensors(self, rollouts: RolloutBatch, kept: torch.Tensor) -> TrainTensors:
-        outputs = [rollouts.outputs[int(i)] for i in kept]
-        return RolloutBatch(outputs, len(outputs), 1).to_tensors(
-            self.generator.pad_token_id, device=self.device
-        )
+        pairs = [
+            (rollouts.outputs[int(i)].prompt_ids, rollouts.outputs[int(i)].response_ids)
+            for i in kept
+        ]
+        return pad_rollouts(pairs, self.generator.pad_token_id, device=self.device)
 
     def _update_batch(
         self,

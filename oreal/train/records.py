@@ -20,8 +20,8 @@ from oreal.algorithms import AdvantageResult
 from oreal.config_io import dump_config
 from oreal.eval import EvalResult
 from oreal.rollout import RolloutBatch
+from oreal.token_rm import TokenRMOutput
 from oreal.train.config import OrealConfig
-from oreal.train.token_rm_step import TokenRMOutput
 
 
 def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:

@@ -19,8 +19,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from oreal.algorithms import AlgorithmParams, LossNormalizers, compute_policy_loss
+from oreal.batch import TrainTensors
 from oreal.models import autocast_context, token_logprobs
-from oreal.rollout import TrainTensors
 
 
 class OptimizerSettings(Protocol):

@@ -38,11 +38,11 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from oreal.algorithms.token_weights import token_rm_loss
+from oreal.batch import TrainTensors
 from oreal.models.device import autocast_context
 from oreal.models.loading import enable_gradient_checkpointing, load_policy
 from oreal.models.logprobs import _decoder_and_head, response_positions
-from oreal.rollout.base import TrainTensors
+from oreal.token_rm.weights import token_rm_loss
 
 ScorePosition = Literal["token", "previous"]
 SCORE_POSITIONS: tuple[str, ...] = ("token", "previous")
@@ -241,7 +241,7 @@ def token_rm_update(
     The sequences are walked in micro-batches; each forward (with grad) gives the logits h of
     the RM as it was before this step, which are kept (detached, ``[B, R]`` aligned with
     ``tensors.loss_mask``) for the policy's token weights, and the loss share
-    :func:`oreal.algorithms.token_weights.token_rm_loss` over the global count S, whose
+    :func:`oreal.token_rm.weights.token_rm_loss` over the global count S, whose
     gradients add up to the full-batch gradient whatever the micro-batch size. S is
     ``global_num_seqs``, the kept sequences of *all* ``dp_world_size`` ranks (ranks may keep
     different numbers); in one process it defaults to this batch's B. One forward

@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from oreal.algorithms import oreal_token_weights, roc_auc, sequence_logits
-from oreal.models.token_rm import LoraSettings, build_token_rm, token_rm_update
-from oreal.rollout import TrainTensors
+from oreal.batch import TrainTensors
+from oreal.token_rm.model import LoraSettings, build_token_rm, token_rm_update
+from oreal.token_rm.weights import oreal_token_weights, roc_auc, sequence_logits
 from oreal.train.checkpoint import load_extra_state
 from oreal.train.config import OrealConfig, TokenRMConfig
 from oreal.train.update import advance_schedule, make_optimizer

@@ -5,7 +5,7 @@ response token. It is trained with a *sequence-level* BCE on the outcome, and it
 turned into per-token weights of the policy loss: w+ on correct responses, w- on wrong ones.
 Everything here works on the compact ``[B, R]`` response layout of
 :func:`oreal.models.token_logprobs` (``mask[b, j]``: row b has a j-th response token) and is
-model-free; the module that produces ``scores`` is :mod:`oreal.models.token_rm`.
+model-free; the module that produces ``scores`` is :mod:`oreal.token_rm.model`.
 
 Formulas (S: global count of trained sequences, y_s in {0, 1} their correctness, T_s their
 response lengths; sg[.] stop-gradient):
