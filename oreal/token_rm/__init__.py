@@ -8,6 +8,7 @@
 - :mod:`~oreal.token_rm.inspect_view`: ``oreal inspect``, tokens coloured by their weight.
 """
 
+from oreal.token_rm.load import LoadedTokenRM, load_token_rm
 from oreal.token_rm.model import TokenRewardModel, build_token_rm, token_rm_update
 from oreal.token_rm.trainer import TokenRMOutput, TokenRMTrainer
 from oreal.token_rm.weights import (
@@ -24,11 +25,13 @@ from oreal.token_rm.weights import (
 
 __all__ = [
     "WEIGHT_SOURCES",
+    "LoadedTokenRM",
     "TokenRMOutput",
     "TokenRMTrainer",
     "TokenRewardModel",
     "TokenWeights",
     "build_token_rm",
+    "load_token_rm",
     "oreal_token_weights",
     "roc_auc",
     "sequence_logits",

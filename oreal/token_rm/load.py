@@ -1,0 +1,101 @@
+"""Load the token RM that an ``oreal train`` run trained, for scoring outside training.
+
+``load_token_rm(RUN_DIR)`` (its latest checkpoint) or ``load_token_rm(RUN_DIR/checkpoints/step-N)``
+rebuilds the RM exactly as the run had it at that step: the backbone the run started from (its
+``model.name_or_path``, or ``token_rm.name_or_path``), the zero head, then the trained tensors of
+the checkpoint. It also returns the settings that say how the run read the RM (score position,
+weight source), so that a scorer reads it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from oreal.token_rm.model import LoraSettings, ScorePosition, TokenRewardModel, build_token_rm
+from oreal.token_rm.weights import WeightSource
+
+__all__ = ["LoadedTokenRM", "load_token_rm"]
+
+
+@dataclass
+class LoadedTokenRM:
+    """A trained token RM, its tokenizer (the policy's), and how its run read it."""
+
+    model: TokenRewardModel
+    tokenizer: PreTrainedTokenizerBase
+    score_position: ScorePosition
+    weight_source: WeightSource
+    checkpoint: Path
+    step: int
+
+
+def _checkpoint_of(path: Path) -> Path:
+    from oreal.train.checkpoint import latest_checkpoint
+
+    if (path / "checkpoints").is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"run directory {path} has no checkpoint yet")
+        return found
+    if (path / "trainer_state.pt").is_file() or (path / "policy").is_dir():
+        return path
+    raise FileNotFoundError(
+        f"{path} is neither an oreal train run directory (checkpoints/) nor a checkpoint"
+    )
+
+
+def load_token_rm(path: str | Path, *, device: str | torch.device | None = None) -> LoadedTokenRM:
+    """The token RM of a run directory (latest checkpoint) or of one checkpoint directory.
+
+    Raises ``FileNotFoundError`` for a path that holds no checkpoint and ``ValueError`` for a
+    run that trained no token RM.
+    """
+    from oreal.config_io import load_config
+    from oreal.models import load_policy
+    from oreal.train.checkpoint import load_extra_state
+    from oreal.train.config import OrealConfig
+
+    checkpoint = _checkpoint_of(Path(path).expanduser())
+    run_dir = checkpoint.parent.parent
+    config = load_config(OrealConfig, run_dir / "config.yaml")
+    rm = config.token_rm
+    if not rm.enabled:
+        raise ValueError(f"the run in {run_dir} trained no token RM (token_rm.enabled: false)")
+    state_file = checkpoint / "extra" / "token_rm.pt"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{checkpoint} has no token RM state ({state_file.name})")
+    policy, tokenizer = load_policy(
+        config.model.name_or_path, device="cpu", cache_dir=config.model.cache_dir
+    )
+    model = build_token_rm(
+        policy,
+        backbone=rm.backbone,
+        name_or_path=rm.name_or_path,
+        tokenizer=tokenizer,
+        lora=LoraSettings(
+            rank=rm.lora_rank,
+            alpha=rm.lora_alpha,
+            dropout=rm.lora_dropout,
+            target_modules=rm.lora_target_modules,
+        ),
+        device="cpu",
+        cache_dir=config.model.cache_dir,
+    )
+    del policy
+    model.load_trainable_state_dict(load_extra_state(checkpoint, "token_rm"))
+    model.eval()
+    if device is not None:
+        model.to(device)
+    step = int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint.name.startswith("step-") else 0
+    return LoadedTokenRM(
+        model=model,
+        tokenizer=tokenizer,
+        score_position=rm.score_position,
+        weight_source=rm.weight_source,
+        checkpoint=checkpoint,
+        step=step,
+    )
