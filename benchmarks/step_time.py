@@ -52,7 +52,7 @@ def main() -> None:
     generator = HFGenerator(policy, tokenizer, max_batch_size=args.prompts * args.k)
     generator.autocast = autocast
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
-    params = algorithm_params("grpo", kl_coef=0.01, policy_loss="pg", aggregation="token_mean")
+    params = algorithm_params("rloo", kl_coef=0.01)  # REINFORCE loss, token mean, k3 KL
     problems = load_problems(f"synthetic:arithmetic?n={args.prompts * (args.repeats + 1)}&seed=0")
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
 

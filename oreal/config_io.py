@@ -106,8 +106,9 @@ def format_validation_error(schema: type[BaseModel], error: ValidationError) -> 
         dotted = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"unknown key '{dotted}'{closest_key_hint(schema, dotted)}")
-        elif not dotted:  # a model-level check: its message already names the key
-            lines.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "value_error":  # a validator's own message names key and value
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{dotted}: {message}" if dotted else message)
         else:
             lines.append(f"{dotted}: {item['msg']} (got {item.get('input')!r})")
     return "invalid config:\n  " + "\n  ".join(lines)
@@ -131,7 +132,8 @@ def load_config(
         raise ConfigError(format_validation_error(schema, error)) from None
 
 
-def dump_config(config: BaseModel, path: str | Path) -> None:
+def dump_config(config: BaseModel | dict[str, Any], path: str | Path) -> None:
     """Write the resolved config as YAML (the run directory's record of what ran)."""
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    text = yaml.safe_dump(data, sort_keys=False)
     Path(path).write_text(text, encoding="utf-8")

@@ -33,7 +33,7 @@ def test_grpo_uses_unbiased_std_and_eps() -> None:
     expected = t([0.75 / 0.500001, -0.25 / 0.500001, -0.25 / 0.500001, -0.25 / 0.500001])
     torch.testing.assert_close(res.advantages, expected, rtol=0, atol=1e-7)
     # eps is added to the std, not the variance: eps = 0.5 gives 0.75/1.0 and -0.25/1.0.
-    res = adv.grpo(t([1, 0, 0, 0]), ids([0, 0, 0, 0]), grpo_eps=0.5)
+    res = adv.grpo(t([1, 0, 0, 0]), ids([0, 0, 0, 0]), eps=0.5)
     torch.testing.assert_close(res.advantages, t([0.75, -0.25, -0.25, -0.25]))
     assert res.keep.all()
 
@@ -44,6 +44,16 @@ def test_grpo_degenerate_and_interleaved_groups() -> None:
     res = adv.grpo(t([1, 0, 1, 0, 1, 0]), ids([3, 5, 9, 9, 3, 5]))
     a = 0.5 / (0.5**0.5 + 1e-6)
     torch.testing.assert_close(res.advantages, t([0, 0, a, -a, 0, 0]))
+
+
+def test_grpo_equal_rewards_give_exactly_zero_in_float32() -> None:
+    # 2.3 is not a float32 number: the float32 mean of sixteen 2.3s is off by a rounding
+    # residue, and dividing that residue by std + eps = 1e-6 once gave |A| = 0.191.
+    res = adv.grpo(torch.full((16,), 2.3), torch.zeros(16, dtype=torch.long))
+    assert res.advantages.dtype == torch.float32
+    assert torch.equal(res.advantages, torch.zeros(16))
+    mixed = adv.grpo(t([2.3] * 15 + [0.0]), ids([0] * 16))  # a real spread is still scored
+    assert (mixed.advantages[:15] > 0).all() and mixed.advantages[15] < -3
 
 
 def test_dr_grpo_is_mean_centred_only() -> None:
@@ -92,20 +102,27 @@ def test_reinforce_is_raw_reward() -> None:
     assert res.keep.all()
 
 
-def test_reinforce_rej_drops_all_equal_groups_exactly() -> None:
-    # Group 0 mixed -> kept with A = r; group 1 all +1 and group 2 all -1 -> dropped.
-    res = adv.reinforce_rej(t([1, -1, -1, 1, 1, -1, -1, -1]), ids([0, 0, 0, 1, 1, 2, 2, 2]))
-    assert res.keep.tolist() == [True, True, True, False, False, False, False, False]
-    assert res.advantages.tolist() == [1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+def test_reinforce_rej_rejects_all_equal_groups_exactly() -> None:
+    # Group 0 mixed -> A = r; group 1 all +1 and group 2 all -1 -> rejected (A = 0).
+    r, g = t([1, -1, -1, 1, 1, -1, -1, -1]), ids([0, 0, 0, 1, 1, 2, 2, 2])
+    dropped = adv.reinforce_rej(r, g, rejected_rows="drop")
+    assert dropped.keep.tolist() == [True, True, True, False, False, False, False, False]
+    assert dropped.advantages.tolist() == [1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # The authors' code (default) keeps the rejected rows in the step with A = 0.
+    counted = adv.reinforce_rej(r, g)
+    assert counted.keep.all()
+    assert counted.advantages.tolist() == dropped.advantages.tolist()
     # Exact comparison: rewards 0.5 and 0.500001 differ (a std < 1e-6 threshold would drop it).
-    res = adv.reinforce_rej(t([0.5, 0.500001]), ids([0, 0]))
+    res = adv.reinforce_rej(t([0.5, 0.500001]), ids([0, 0]), rejected_rows="drop")
     assert res.keep.all()
 
 
 def test_raft_keeps_positives_with_unit_advantage() -> None:
-    res = adv.raft(t([1, 0, 1]), ids([0, 0, 0]))
+    res = adv.raft(t([1, 0, 1]), ids([0, 0, 0]), rejected_rows="drop")
     assert res.keep.tolist() == [True, False, True]
     assert res.advantages.tolist() == [1.0, 0.0, 1.0]
+    counted = adv.raft(t([1, 0, 1]), ids([0, 0, 0]))  # the authors' code: wrong rows stay, A = 0
+    assert counted.keep.all() and counted.advantages.tolist() == [1.0, 0.0, 1.0]
     res = adv.raft(t([1, -1]), ids([0, 0]))  # ±1: max(r, 0)
     assert res.advantages.tolist() == [1.0, 0.0]
 
@@ -117,12 +134,12 @@ def test_psr_nsr_w_reinforce() -> None:
     assert psr.keep.tolist() == [True, False, False, True]
     assert nsr.advantages.tolist() == [0.0, -1.0, -1.0, 0.0]
     assert nsr.keep.tolist() == [False, True, True, False]
+    counted = adv.psr(r, g, rejected_rows="count")
+    assert counted.keep.all() and counted.advantages.tolist() == [1.0, 0.0, 0.0, 1.0]
     w = adv.w_reinforce(r, g)
     torch.testing.assert_close(w.advantages, t([0.1, -1.0, -1.0, 0.1]))
     assert w.keep.all()
-    torch.testing.assert_close(
-        adv.w_reinforce(r, g, w_reinforce_lambda=0.5).advantages, t([0.5, -1, -1, 0.5])
-    )
+    torch.testing.assert_close(adv.w_reinforce(r, g, lam=0.5).advantages, t([0.5, -1, -1, 0.5]))
 
 
 def test_positive_and_pass_rate_fields() -> None:

@@ -11,6 +11,7 @@ from oreal.algorithms import (
     LossNormalizers,
     aggregate,
     algorithm_params,
+    compute_advantages,
     compute_policy_loss,
     entropy_from_logits,
     kl_penalty,
@@ -83,6 +84,36 @@ def test_on_policy_ratio_is_one_and_gradient_is_reinforce() -> None:
 def test_sft_loss_is_nll() -> None:
     lp = torch.log(torch.tensor([[0.5, 0.25]]))
     torch.testing.assert_close(sft_loss(lp), torch.tensor([[math.log(2), math.log(4)]]))
+    # RAFT's advantage weights it: A = 1 keeps the NLL, A = 0 contributes nothing.
+    both = torch.cat([lp, lp])
+    weighted = sft_loss(both, torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(weighted, torch.tensor([[math.log(2), math.log(4)], [0.0, 0.0]]))
+
+
+def test_raft_matches_minimal_rl_by_hand() -> None:
+    """Minimal-RL's RAFT (``policy_loss=vanilla``): -A·log π averaged over *all* tokens of the
+    step, wrong rows included with A = 0, plus β·k3 and -α·H over the same tokens."""
+    # Row 0 correct (2 tokens), row 1 wrong (3 tokens): N = 5 tokens in the denominator.
+    lp = torch.log(torch.tensor([[0.5, 0.25, 1.0], [0.5, 0.5, 0.5]]))
+    ref = torch.log(torch.tensor([[0.25, 0.25, 1.0], [0.5, 0.25, 0.5]]))
+    entropy = torch.tensor([[1.0, 2.0, 0.0], [3.0, 4.0, 5.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    params = algorithm_params("raft")  # β = α = 0.001, rejected rows counted
+    res = compute_advantages(params, torch.tensor([1.0, 0.0]), torch.tensor([0, 0]))
+    assert res.keep.all()
+    norms = LossNormalizers.from_masks(mask)
+    loss, parts = compute_policy_loss(
+        params, logprobs=lp, response_mask=mask, advantages=res.advantages,
+        normalizers=norms, ref_logprobs=ref, entropy=entropy,
+    )  # fmt: skip
+    ln2 = math.log(2)
+    pg = (ln2 + 2 * ln2) / 5  # -log 0.5 - log 0.25 on row 0 only, over N = 5
+    k3 = (0.5 + ln2 - 1) / 5  # only row 0 token 0 (Δ = -ln2) and row 1 token 1 (Δ = -ln2)
+    k3 += (0.5 + ln2 - 1) / 5
+    h = (1 + 2 + 3 + 4 + 5) / 5
+    assert float(parts["pg_loss"]) == pytest.approx(pg)
+    assert float(parts["kl"]) == pytest.approx(k3)
+    assert float(loss) == pytest.approx(pg + 0.001 * k3 - 0.001 * h)
 
 
 def test_kl_estimators_by_hand() -> None:

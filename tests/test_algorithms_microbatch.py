@@ -12,8 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oreal.algorithms import LossNormalizers, algorithm_params, compute_policy_loss
-from oreal.algorithms.registry import AlgorithmParams
+from oreal.algorithms import AlgorithmParams, LossNormalizers, algorithm_params, compute_policy_loss
 
 B, T, D, V = 8, 6, 5, 7
 gen = torch.Generator().manual_seed(0)
@@ -36,8 +35,10 @@ CONFIGS = {
     "seq_mean_token_sum": algorithm_params("rloo", aggregation="seq_mean_token_sum", kl_coef=0.1),
     "dr_grpo": algorithm_params("dr_grpo", kl_coef=0.01, entropy_coef=0.01),
     "raft_sft": algorithm_params("raft", kl_coef=0.001),
+    "raft_sft_dropped": algorithm_params("raft", rejected_rows="drop", entropy_coef=0.0),
+    "raft_pp": algorithm_params("raft_pp"),
     "oreal_release": algorithm_params("oreal", entropy_coef=0.001),
-    "oreal_paper": algorithm_params("oreal", "paper", kl_target="ref"),
+    "oreal_paper": algorithm_params("oreal", form="paper", kl_target="ref"),
     "oreal_kl_over_neg": algorithm_params("oreal", kl_normalizer="neg", neg_weight="none"),
 }  # fmt: skip
 

@@ -8,6 +8,12 @@ import torch
 
 from oreal.algorithms import OREAL_FORMS, LossNormalizers, oreal_loss
 from oreal.algorithms import advantages as adv
+from oreal.seeding import Purpose, keyed_uniforms
+
+
+def uniforms(seed: int, n: int = 20) -> torch.Tensor:
+    """The trainer's keyed draws for n rows (group and sample ids are just row numbers here)."""
+    return keyed_uniforms(seed, Purpose.SELECTION, 0, list(range(n)), [0] * n)
 
 
 def _oreal_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +27,7 @@ def _oreal_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_oreal_filter_one_correct_one_wrong_per_mixed_group() -> None:
     r, g = _oreal_batch()
-    res = adv.oreal(r, g, generator=torch.Generator().manual_seed(0))
+    res = adv.oreal(r, g, uniforms=uniforms(0))
     for gid in range(5):
         kept = res.keep & (g == gid)
         if gid in (0, 1):  # c in {0, K}: removed
@@ -37,7 +43,7 @@ def test_oreal_advantages_computed_before_filtering() -> None:
     # A- = -2c/(K-1) = -2. On the kept pair alone (K = 2) it would be ±2.
     # g2 (c = 1): A+ = 2·3/3 = 2, A- = -2/3. g4 (c = 2): A± = ±4/3.
     r, g = _oreal_batch()
-    res = adv.oreal(r, g, generator=torch.Generator().manual_seed(0))
+    res = adv.oreal(r, g, uniforms=uniforms(0))
     expected = {2: (2.0, -2 / 3), 3: (2 / 3, -2.0), 4: (4 / 3, -4 / 3)}
     for gid, (a_pos, a_neg) in expected.items():
         kept = res.keep & (g == gid)
@@ -48,14 +54,19 @@ def test_oreal_advantages_computed_before_filtering() -> None:
 
 def test_oreal_selection_reproducible_and_uniform() -> None:
     r, g = _oreal_batch()
-    a = adv.oreal(r, g, generator=torch.Generator().manual_seed(123)).keep
-    b = adv.oreal(r, g, generator=torch.Generator().manual_seed(123)).keep
+    a = adv.oreal(r, g, uniforms=uniforms(123)).keep
+    b = adv.oreal(r, g, uniforms=uniforms(123)).keep
     assert torch.equal(a, b)
+    # The pick follows the row's own draw, not its position: permuting the rows together with
+    # their draws permutes the selection.
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(5))
+    permuted = adv.oreal(r[perm], g[perm], uniforms=uniforms(123)[perm]).keep
+    assert torch.equal(permuted, a[perm])
     # Over 300 seeds each of g3's three correct rollouts is picked ~100 times (uniform);
     # binomial(300, 1/3) has std 8.2, so [60, 140] fails only for a non-uniform pick.
     counts = torch.zeros(20)
     for seed in range(300):
-        counts += adv.oreal(r, g, generator=torch.Generator().manual_seed(seed)).keep.float()
+        counts += adv.oreal(r, g, uniforms=uniforms(seed)).keep.float()
     picks = counts[(g == 3) & (r > 0)]
     assert picks.sum() == 300
     assert ((picks > 60) & (picks < 140)).all(), picks

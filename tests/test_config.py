@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from oreal.config_io import ConfigError, load_config, parse_scalar
-from oreal.train.config import OrealConfig, make_algorithm_params
+from oreal.train.config import OrealConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -12,8 +12,8 @@ def test_defaults_use_the_embedded_model_and_oreal_release() -> None:
     config = load_config(OrealConfig)
     assert config.model.name_or_path == "embedded"
     assert config.algorithm.name == "oreal"
-    params = make_algorithm_params(config.algorithm)
-    assert params.oreal_form == "release"
+    params = config.algorithm.resolved
+    assert params.form == "release"
     assert params.kl_coef == pytest.approx(0.01)  # OREAL's own default, not a config default
 
 
@@ -62,6 +62,22 @@ def test_bad_values_and_names_are_rejected() -> None:
         load_config(OrealConfig, "does/not/exist.yaml")
 
 
+def test_algorithm_params_are_validated_against_the_method() -> None:
+    config = load_config(OrealConfig, None, ["algorithm.name=grpo", "algorithm.params.eps=1e-8"])
+    assert config.algorithm.resolved.eps == pytest.approx(1e-8)
+    assert config.record()["algorithm"]["params"]["clip_eps_high"] == 0.2  # defaults recorded
+    with pytest.raises(ConfigError, match="did you mean 'kl_coef'"):
+        load_config(OrealConfig, None, ["algorithm.name=grpo", "algorithm.params.kl_coeff=0.1"])
+    with pytest.raises(ConfigError, match="grpo takes"):  # OREAL's knob is not GRPO's
+        load_config(OrealConfig, None, ["algorithm.name=grpo", "algorithm.params.form=paper"])
+    switched = ["algorithm.name=grpo", "algorithm.params={}"]  # from a preset's OREAL params
+    assert load_config(OrealConfig, None, ["algorithm.params.form=paper", *switched])
+    with pytest.raises(ConfigError, match=r"algorithm\.params\.kl_coef"):  # the old flat key
+        load_config(OrealConfig, None, ["algorithm.kl_coef=0.1"])
+    with pytest.raises(ConfigError, match=r"algorithm\.params\.form"):
+        load_config(OrealConfig, None, ["algorithm.oreal_form=paper"])
+
+
 def test_invalid_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("model: [unclosed\n")
@@ -92,6 +108,4 @@ def test_demo_grpo_preset_is_the_demo_with_grpo() -> None:
     demo = load_config(OrealConfig, resolve_config_path("demo"), []).model_dump()
     grpo = load_config(OrealConfig, resolve_config_path("demo_grpo"), []).model_dump()
     assert grpo["algorithm"].pop("name") == "grpo" and demo["algorithm"].pop("name") == "oreal"
-    demo["algorithm"].pop("oreal_form")  # OREAL-only; GRPO ignores it
-    grpo["algorithm"].pop("oreal_form")
     assert grpo == demo, "keep configs/demo_grpo.yaml in sync with configs/demo.yaml"

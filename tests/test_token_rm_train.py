@@ -215,7 +215,7 @@ def test_rm_warm_up_starts_at_lr_zero(tiny_rm_config: TinyConfig, tmp_path: Path
 
 
 def test_paper_form_trains_with_the_rm(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
-    settings = ("train.steps=3", "algorithm.oreal_form=paper", "token_rm.weight_source=per_token")
+    settings = ("train.steps=3", "algorithm.params.form=paper", "token_rm.weight_source=per_token")
     trainer = Trainer(tiny_rm_config(tmp_path / "run", *settings))
     before = clone(trainer.policy.state_dict())
     records = [trainer.train_step() for _ in range(3)]

@@ -25,7 +25,12 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     tiny_config: TinyConfig, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    settings = ("train.steps=4", "optim.lr=1e-3", "algorithm.name=grpo", "algorithm.kl_coef=0.01")
+    settings = (
+        "train.steps=4",
+        "optim.lr=1e-3",
+        "algorithm.name=grpo",
+        "algorithm.params.kl_coef=0.01",
+    )
     straight = Trainer(tiny_config(tmp_path / "straight", *settings))
     straight.train()
 

@@ -1,6 +1,7 @@
 """Outcome-reward advantage estimators: one scalar per sequence, from the rewards of its group.
 
-Every estimator has the signature ``fn(rewards, group_ids, **params) -> AdvantageResult``:
+Every estimator is registered by name (``@register_estimator``) and has the signature
+``fn(rewards, group_ids, **params) -> AdvantageResult``:
 
 - ``rewards``: float ``[B]``, one outcome reward per rollout, already on the scale the method
   expects (see ``REWARD_SCALES`` and :func:`rewards_from_correct`, the one place where a bool
@@ -9,8 +10,10 @@ Every estimator has the signature ``fn(rewards, group_ids, **params) -> Advantag
   contiguous or sorted.
 
 The advantage is sequence level; the loss broadcasts it to the response tokens. ``keep`` says
-which sequences enter the loss (filtering); the trainer drops the others *before* it computes
-the global loss normalisers, so a dropped sequence does not dilute a token mean.
+which sequences the method selects. What happens to the others is the algorithm's
+``rejected_rows`` parameter where it has one (``"count"``: they stay in the step with
+advantage 0, in the token denominator and the KL/entropy terms, as the authors' code does;
+``"drop"``: removed before the global normalisers are counted); OREAL's 1+1 filter drops.
 
 "Correct" always means ``r > 0``, which is right on both scales ({0,1} and {-1,+1}).
 Baselines (GRPO, Dr.GRPO, RLOO) are computed on the full group, before any filtering
@@ -19,11 +22,14 @@ Baselines (GRPO, Dr.GRPO, RLOO) are computed on the full group, before any filte
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+from oreal.algorithms.registry import get_estimator, register_estimator
 
 RewardScale = Literal["01", "pm1"]
 REWARD_SCALES: tuple[str, ...] = ("01", "pm1")
@@ -140,24 +146,29 @@ def _prepare(rewards: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, int]:
 # --------------------------------------------------------------------------- baseline methods
 
 
+@register_estimator("grpo")
 @torch.no_grad()
-def grpo(rewards: Tensor, group_ids: Tensor, *, grpo_eps: float = 1e-6) -> AdvantageResult:
+def grpo(rewards: Tensor, group_ids: Tensor, *, eps: float = 1e-6) -> AdvantageResult:
     """GRPO z-score: A_i = (r_i - mean_g r) / (std_g r + eps).
 
     Shao et al., DeepSeekMath, arXiv 2402.03300, §4.1.2 (outcome supervision). The std is the
     *unbiased* (Bessel, divide by K - 1) sample std, as ``torch.std`` in verl's
-    ``compute_grpo_outcome_advantage``; ``grpo_eps`` = 1e-6 is verl's default (OREAL's config
-    option uses 1e-8). A group whose rewards are all equal has std 0 and gets A = 0 exactly.
-    Reward scale: {0,1} (invariant to the scale up to eps). Keeps every sequence.
+    ``compute_grpo_outcome_advantage``; ``eps`` = 1e-6 is verl's default (OREAL's config option
+    uses 1e-8). The statistics are taken in float64, and a group whose rewards are all equal
+    gets A = 0 exactly (in float32, r - mean can be a rounding residue that eps would blow up
+    to |A| ~ 0.2). Reward scale: {0,1} (invariant to the scale up to eps). Keeps every sequence.
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    mean, count = _group_mean_count(r, index, num_groups)
+    r64 = r.double()
+    mean, count = _group_mean_count(r64, index, num_groups)
     _require_groups_of_two(count, "grpo")
-    var = _group_sum((r - mean) ** 2, index, num_groups)[index] / (count - 1)
-    adv = (r - mean) / (var.sqrt() + grpo_eps)
-    return _result(r, index, num_groups, adv, torch.ones_like(r, dtype=torch.bool))
+    var = _group_sum((r64 - mean) ** 2, index, num_groups)[index] / (count - 1)
+    adv = (r64 - mean) / (var.sqrt() + eps)
+    adv = torch.where(_all_equal(r, index, num_groups), torch.zeros_like(adv), adv)
+    return _result(r, index, num_groups, adv.to(r.dtype), torch.ones_like(r, dtype=torch.bool))
 
 
+@register_estimator("dr_grpo")
 @torch.no_grad()
 def dr_grpo(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
     """Dr.GRPO: A_i = r_i - mean_g r (no std division).
@@ -172,6 +183,7 @@ def dr_grpo(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
     return _result(r, index, num_groups, r - mean, torch.ones_like(r, dtype=torch.bool))
 
 
+@register_estimator("rloo")
 @torch.no_grad()
 def rloo(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
     """RLOO: A_i = r_i - (1/(K-1)) Σ_{j≠i} r_j = (K/(K-1)) (r_i - mean_g r).
@@ -188,6 +200,7 @@ def rloo(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
 # --------------------------------------------------------------------------- raw-reward methods
 
 
+@register_estimator("reinforce")
 @torch.no_grad()
 def reinforce(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
     """Plain REINFORCE: A_i = r_i, no baseline (Williams 1992).
@@ -199,84 +212,108 @@ def reinforce(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
     return _result(r, index, num_groups, r.clone(), torch.ones_like(r, dtype=torch.bool))
 
 
-@torch.no_grad()
-def reinforce_rej(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
-    """Reinforce-Rej: A_i = r_i (raw), dropping groups whose rewards are all equal.
+def _rejected(keep: Tensor, rejected_rows: str) -> Tensor:
+    """``"count"``: every row stays in the step (unselected ones have A = 0); ``"drop"``: only
+    the selected rows do."""
+    if rejected_rows == "count":
+        return torch.ones_like(keep)
+    if rejected_rows == "drop":
+        return keep
+    raise ValueError(f"rejected_rows must be 'count' or 'drop', got {rejected_rows!r}")
 
-    Xiong et al., "A Minimalist Approach to LLM Reasoning", arXiv 2504.11343 (RLHFlow/
-    Minimal-RL, ``core_algos.py``). "All equal" is an exact comparison, not a std threshold.
-    Reward scale: ±1 to match the paper's "negatives help" finding (the release scores
-    0/1, which gives wrong answers zero weight).
+
+@register_estimator("reinforce_rej")
+@torch.no_grad()
+def reinforce_rej(
+    rewards: Tensor, group_ids: Tensor, *, rejected_rows: str = "count"
+) -> AdvantageResult:
+    """Reinforce-Rej: A_i = r_i (raw) in groups whose rewards are not all equal, else 0.
+
+    Xiong et al., "A Minimalist Approach to LLM Reasoning", arXiv 2504.11343. The authors' code
+    (RLHFlow/Minimal-RL @e3b49f0, ``core_algos.py`` 130-171) sets A = 0 for a group whose std is
+    0 and keeps its rows in the batch: ``rejected_rows="count"`` (default) does the same, so they
+    stay in the token denominator and the KL and entropy terms; ``"drop"`` removes them before
+    anything is counted. "All equal" is an exact comparison. Reward scale: {0,1} as released
+    (wrong answers then get A = 0); ``reward_scale="pm1"`` is the reading of the paper's
+    "negatives help" (its scale is not confirmed in the code).
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    keep = ~_all_equal(r, index, num_groups)
-    return _result(r, index, num_groups, r.clone(), keep)
+    selected = ~_all_equal(r, index, num_groups)
+    adv = torch.where(selected, r, torch.zeros_like(r))
+    return _result(r, index, num_groups, adv, _rejected(selected, rejected_rows))
 
 
+@register_estimator("raft")
 @torch.no_grad()
-def raft(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
-    """RAFT: keep correct samples only, A_i = max(r_i, 0); the loss is SFT on them.
+def raft(rewards: Tensor, group_ids: Tensor, *, rejected_rows: str = "count") -> AdvantageResult:
+    """RAFT: A_i = max(r_i, 0); with the ``sft`` loss -A·log π, behaviour cloning on the
+    correct samples.
 
     Dong et al. 2023 (arXiv 2304.06767); as re-examined by Xiong et al., arXiv 2504.11343
-    (rejection-sampling fine-tuning on positives). Reward scale: {0,1} (the release); on
-    either scale a kept sample has A = 1.
+    (Minimal-RL @e3b49f0 ``core_algos.py`` 105-128). The authors' code keeps the wrong samples
+    in the batch with A = 0 (``rejected_rows="count"``, default): they count in the token
+    denominator, the KL and the entropy, so a step is smaller by (correct tokens)/(all tokens)
+    than SFT on the correct samples alone (``"drop"``). Reward scale: {0,1}.
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    keep = r > 0
-    return _result(r, index, num_groups, r.clamp(min=0.0), keep)
+    return _result(r, index, num_groups, r.clamp(min=0.0), _rejected(r > 0, rejected_rows))
 
 
+@register_estimator("psr")
 @torch.no_grad()
-def psr(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
-    """Positive Sample Reinforcement: A = 1 on correct samples; only they are kept.
+def psr(rewards: Tensor, group_ids: Tensor, *, rejected_rows: str = "drop") -> AdvantageResult:
+    """Positive Sample Reinforcement: A = 1 on correct samples, 0 on wrong ones.
 
     Zhu et al., "The Surprising Effectiveness of Negative Reinforcement", arXiv 2506.01347
-    (L_PSR = -E Σ_{y: r=+1} π_θ(y|x)). Reward scale: {0,1}. The released code leaves the
-    zero-advantage samples in the token-mean denominator; here they are dropped (``keep``),
-    which changes each step's scale by (all tokens)/(kept tokens), not its direction.
+    (L_PSR = -E Σ_{y: r=+1} π_θ(y|x)). The authors' code (TianHongZXY/RLVR-Decomposed @a5d4e7c,
+    ``ray_trainer.py`` 1192-1200) keeps only the correct rows (``batch.subset``) before the
+    update: ``rejected_rows="drop"`` (default); ``"count"`` keeps the wrong ones with A = 0.
+    Reward scale: {0,1}.
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    keep = r > 0
-    return _result(r, index, num_groups, torch.ones_like(r), keep)
+    adv = torch.where(r > 0, torch.ones_like(r), torch.zeros_like(r))
+    return _result(r, index, num_groups, adv, _rejected(r > 0, rejected_rows))
 
 
+@register_estimator("nsr")
 @torch.no_grad()
-def nsr(rewards: Tensor, group_ids: Tensor) -> AdvantageResult:
-    """Negative Sample Reinforcement: A = -1 on wrong samples; only they are kept.
+def nsr(rewards: Tensor, group_ids: Tensor, *, rejected_rows: str = "drop") -> AdvantageResult:
+    """Negative Sample Reinforcement: A = -1 on wrong samples, 0 on correct ones.
 
     Zhu et al., arXiv 2506.01347 (L_NSR = -E Σ_{y: r=-1} -π_θ(y|x)): only push down the
-    probability of wrong answers. Reward scale: {0,1}. Dropping the correct samples mirrors
-    :func:`psr` (see there for the normalisation note).
+    probability of wrong answers. Like :func:`psr` the authors' code keeps only the rows that
+    carry gradient (``rejected_rows="drop"``, default). Reward scale: {0,1}.
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    keep = r <= 0
-    return _result(r, index, num_groups, -torch.ones_like(r), keep)
+    adv = torch.where(r <= 0, -torch.ones_like(r), torch.zeros_like(r))
+    return _result(r, index, num_groups, adv, _rejected(r <= 0, rejected_rows))
 
 
+@register_estimator("w_reinforce")
 @torch.no_grad()
-def w_reinforce(
-    rewards: Tensor, group_ids: Tensor, *, w_reinforce_lambda: float = 0.1
-) -> AdvantageResult:
-    """Weighted REINFORCE: A = λ on correct, -1 on wrong, no baseline; λ = 0.1.
+def w_reinforce(rewards: Tensor, group_ids: Tensor, *, lam: float = 0.1) -> AdvantageResult:
+    """Weighted REINFORCE: A = λ on correct, -1 on wrong, no baseline.
 
-    Zhu et al., arXiv 2506.01347 (W-REINFORCE, L = λ·L_PSR + L_NSR). Reward scale: {0,1}.
-    Keeps every sequence (both kinds carry gradient).
+    Zhu et al., arXiv 2506.01347 (W-REINFORCE, L = λ·L_PSR + L_NSR); λ = 0.1 as the authors'
+    README recommends (their yaml default is 1). Reward scale: {0,1}. Keeps every sequence
+    (both kinds carry gradient).
     """
     r, index, num_groups = _prepare(rewards, group_ids)
-    adv = torch.where(r > 0, torch.full_like(r, w_reinforce_lambda), -torch.ones_like(r))
+    adv = torch.where(r > 0, torch.full_like(r, lam), -torch.ones_like(r))
     return _result(r, index, num_groups, adv, torch.ones_like(r, dtype=torch.bool))
 
 
 # --------------------------------------------------------------------------- OREAL
 
 
+@register_estimator("oreal")
 @torch.no_grad()
 def oreal(
     rewards: Tensor,
     group_ids: Tensor,
     *,
     filter_groups: bool = True,
-    generator: torch.Generator | None = None,
+    uniforms: Tensor | None = None,
 ) -> AdvantageResult:
     """OREAL: RLOO advantage over all K rollouts, then keep one correct + one wrong per group.
 
@@ -287,7 +324,10 @@ def oreal(
        reflects all K samples though only two are trained on.
     2. Drop groups with c = 0 or c = K (exact count comparison).
     3. From each surviving group keep one correct and one wrong response, each uniformly at
-       random, drawn from ``generator`` (seed it for a reproducible selection).
+       random: the member with the largest of ``uniforms`` (float64 in [0, 1), one per row;
+       the trainer draws them keyed by (seed, step, group, sample), so the choice does not
+       depend on how rows are batched or split over ranks). Without ``uniforms`` the first
+       correct and the first wrong member are kept.
 
     ``filter_groups=False`` is the released variant without the token RM: every rollout is kept
     and degenerate groups (A = 0) contribute only to the KL term (config ``oreal_wo_tokenrm``).
@@ -303,13 +343,40 @@ def oreal(
     positive = r > 0
     num_correct = _group_sum(positive.float(), index, num_groups)[index]
     mixed = (num_correct > 0) & (num_correct < count)
-    # One uniform pick per (group, kind): the member with the largest random key. float64 keys
-    # make a tie (which would keep two) a probability-2^-53 event.
-    device = generator.device if generator is not None else torch.device("cpu")
-    keys = torch.rand(r.shape, generator=generator, dtype=torch.float64, device=device)
-    keys = keys.to(r.device)
+    if uniforms is None:  # first member of each kind: a decreasing key
+        keys = -torch.arange(r.numel(), dtype=torch.float64, device=r.device)
+    else:
+        if uniforms.shape != r.shape:
+            raise ValueError(f"uniforms {tuple(uniforms.shape)} vs rewards {tuple(r.shape)}")
+        keys = uniforms.to(device=r.device, dtype=torch.float64)
     segment = index * 2 + positive.long()
-    best = torch.full((num_groups * 2,), -1.0, dtype=torch.float64, device=r.device)
+    best = torch.full((num_groups * 2,), float("-inf"), dtype=torch.float64, device=r.device)
     best = best.scatter_reduce(0, segment, keys, reduce="amax")
+    # float64 keys make a tie (which would keep two of a kind) a probability-2^-53 event.
     keep = mixed & (keys == best[segment])
     return _result(r, index, num_groups, adv, keep)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def compute_advantages(
+    params: Any, rewards: Tensor, group_ids: Tensor, *, uniforms: Tensor | None = None
+) -> AdvantageResult:
+    """Run the algorithm's estimator with the parameters it declares (by keyword name).
+
+    ``params`` is a registered algorithm's parameter model; ``rewards`` must already be on its
+    ``reward_scale``. Methods that learn from correctness (``params.binary``) check that they
+    are, exactly. ``uniforms`` (float64 ``[B]`` in [0, 1)) reach estimators that draw (OREAL's
+    1+1 selection).
+    """
+    if params.binary:
+        check_reward_scale(rewards, params.reward_scale)
+    fn = get_estimator(params.estimator)
+    accepted = inspect.signature(fn).parameters
+    kwargs: dict[str, Any] = {
+        key: getattr(params, key) for key in accepted if key in type(params).model_fields
+    }
+    if "uniforms" in accepted:
+        kwargs["uniforms"] = uniforms
+    return fn(rewards, group_ids, **kwargs)

@@ -23,18 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "dr_grpo"]
-AGGREGATIONS: tuple[str, ...] = (
-    "token_mean",
-    "seq_mean_token_mean",
-    "seq_mean_token_sum",
-    "dr_grpo",
-)
+from oreal.algorithms.registry import get_aggregation, register_aggregation
 
 
 @dataclass(frozen=True)
@@ -142,42 +135,45 @@ def masked_sum(values: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype)).sum()
 
 
-def aggregate(
-    values: Tensor,
-    mask: Tensor,
-    mode: Aggregation,
-    normalizers: LossNormalizers,
-) -> Tensor:
+@register_aggregation("token_mean")
+def token_mean(values: Tensor, mask: Tensor, normalizers: LossNormalizers) -> Tensor:
+    """Σ_i Σ_t ℓ_{i,t} / N: every token weighs the same (DAPO, arXiv 2503.14476; verl
+    ``token-mean``; TRL ``dapo``)."""
+    return masked_sum(values, mask) / denominator(normalizers.num_tokens)
+
+
+@register_aggregation("seq_mean_token_mean")
+def seq_mean_token_mean(values: Tensor, mask: Tensor, normalizers: LossNormalizers) -> Tensor:
+    """(1/B) Σ_i (1/|o_i|) Σ_t ℓ_{i,t} (GRPO, arXiv 2402.03300 Eq. 3; TRL ``grpo``; verl
+    ``seq-mean-token-mean``): long responses get less weight per token."""
+    mask = mask.bool()
+    lengths = mask.sum(dim=-1).clamp(min=1).to(values.dtype)
+    per_seq = torch.where(mask, values, torch.zeros((), dtype=values.dtype)).sum(dim=-1)
+    return (per_seq / lengths).sum() / denominator(normalizers.num_seqs)
+
+
+@register_aggregation("seq_mean_token_sum")
+def seq_mean_token_sum(values: Tensor, mask: Tensor, normalizers: LossNormalizers) -> Tensor:
+    """(1/B) Σ_i Σ_t ℓ_{i,t} (verl ``seq-mean-token-sum``)."""
+    return masked_sum(values, mask) / denominator(normalizers.num_seqs)
+
+
+@register_aggregation("dr_grpo")
+def dr_grpo_constant(values: Tensor, mask: Tensor, normalizers: LossNormalizers) -> Tensor:
+    """Σ_i Σ_t ℓ_{i,t} / (B·L_max) (Dr.GRPO, arXiv 2503.20783; TRL ``dr_grpo``): equal token
+    weight and a step size that does not move with the lengths generated."""
+    if normalizers.max_len is None:
+        raise ValueError("aggregation 'dr_grpo' needs LossNormalizers.max_len (the budget)")
+    return masked_sum(values, mask) / denominator(normalizers.num_seqs * normalizers.max_len)
+
+
+def aggregate(values: Tensor, mask: Tensor, mode: str, normalizers: LossNormalizers) -> Tensor:
     """Reduce per-token values ``[b, T]`` of one micro-batch to its share of the step's loss.
 
-    With ℓ_{i,t} the per-token values, |o_i| the response length of sequence i, and N, B,
-    L_max the *global* counts of :class:`LossNormalizers`:
-
-    - ``token_mean``:          Σ_i Σ_t ℓ_{i,t} / N                      (DAPO, arXiv 2503.14476;
-      verl ``token-mean``; TRL ``dapo``). Every token weighs the same.
-    - ``seq_mean_token_mean``: (1/B) Σ_i (1/|o_i|) Σ_t ℓ_{i,t}          (GRPO, arXiv 2402.03300
-      Eq. 3; TRL ``grpo``). Long responses get less weight per token.
-    - ``seq_mean_token_sum``:  (1/B) Σ_i Σ_t ℓ_{i,t}                   (verl
-      ``seq-mean-token-sum``).
-    - ``dr_grpo``:             Σ_i Σ_t ℓ_{i,t} / (B·L_max)              (Dr.GRPO, arXiv
-      2503.20783; TRL ``dr_grpo``). Equal token weight and a length-independent step size.
-
-    ``mask`` marks the response tokens of kept sequences. The result is the micro-batch's
-    *value* share, without the ``dp_world_size`` factor: the entry points
-    (``compute_policy_loss``, ``oreal_loss``) multiply the loss they return by it once, so the
-    logged parts stay true values when summed over micro-batches and ranks.
+    ``mode`` is a registered aggregation (``token_mean``, ``seq_mean_token_mean``,
+    ``seq_mean_token_sum``, ``dr_grpo``, or one a plug-in registered); ``mask`` marks the
+    response tokens of kept sequences. The result is the micro-batch's *value* share, without
+    the ``dp_world_size`` factor: the loss entry points multiply by it once, so the logged parts
+    stay true values when summed over micro-batches and ranks.
     """
-    mask = mask.bool()
-    if mode == "token_mean":
-        return masked_sum(values, mask) / denominator(normalizers.num_tokens)
-    if mode == "seq_mean_token_mean":
-        lengths = mask.sum(dim=-1).clamp(min=1).to(values.dtype)
-        per_seq = torch.where(mask, values, torch.zeros((), dtype=values.dtype)).sum(dim=-1)
-        return (per_seq / lengths).sum() / denominator(normalizers.num_seqs)
-    if mode == "seq_mean_token_sum":
-        return masked_sum(values, mask) / denominator(normalizers.num_seqs)
-    if mode == "dr_grpo":
-        if normalizers.max_len is None:
-            raise ValueError("aggregation 'dr_grpo' needs LossNormalizers.max_len (the budget)")
-        return masked_sum(values, mask) / denominator(normalizers.num_seqs * normalizers.max_len)
-    raise ValueError(f"unknown aggregation {mode!r}; expected one of {AGGREGATIONS}")
+    return get_aggregation(mode)(values, mask.bool(), normalizers)

@@ -1,22 +1,23 @@
-"""The per-micro-batch entry point the trainer calls: one function for every registered method.
+"""The per-micro-batch loss: one entry point, :func:`compute_policy_loss`, for every algorithm.
 
 Step protocol (what the trainer does around it):
 
-1. ``rewards = rewards_from_correct(correct, params.reward_scale)``;
-   ``res = compute_advantages(params, rewards, group_ids, generator=g)``.
+1. ``res = compute_advantages(params, rewards, group_ids, uniforms=u)`` on the step's rewards.
 2. Keep the rows with ``res.keep``; build ``LossNormalizers.from_masks(mask, res.positive,
-   max_len=budget, dp_world_size=R)`` over the whole step (all-reduce the counts across ranks)
+   max_len=budget, dp_world_size=R)`` over the whole step (counts all-reduced across ranks)
    **before** the first backward.
 3. For each micro-batch (any split, any packing of whole sequences):
-   ``loss, parts = compute_policy_loss(params, ...)``; ``loss.backward()``. Gradients add up to
-   exactly the full-step gradient; summing ``parts`` over micro-batches and ranks gives the
-   step's logged values.
+   ``loss, parts = compute_policy_loss(params, logprobs=..., response_mask=..., ...)``;
+   ``loss.backward()``. Gradients add up to exactly the full-step gradient; summing ``parts``
+   over micro-batches and ranks gives the step's logged values.
 
-Several epochs / mini-batches over one rollout batch are the trainer's loop: pass the rollout
-policy's ``old_logprobs`` then (``None`` means on-policy, ratio 1).
+The algorithm's ``policy_loss`` names a registered objective ``fn(inputs, params)``; the
+generic ones are here (``pg``, ``ppo_clip``, ``sft``), OREAL's is in ``oreal_loss.py``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -27,122 +28,142 @@ from oreal.algorithms.aggregation import (
     masked_sum,
     zero_padding,
 )
-from oreal.algorithms.oreal_loss import oreal_loss
+from oreal.algorithms.params import AlgorithmParams, PPOClipParams, TokenLossParams
 from oreal.algorithms.policy_losses import (
     kl_and_entropy_terms,
     pg_loss,
     ppo_clip_loss,
     sft_loss,
 )
-from oreal.algorithms.registry import AlgorithmParams
+from oreal.algorithms.registry import get_policy_loss, register_policy_loss
+
+__all__ = ["LossInputs", "compute_policy_loss"]
+
+
+@dataclass(frozen=True)
+class LossInputs:
+    """One micro-batch, as the policy losses read it.
+
+    ``logprobs`` (with grad), ``response_mask``, ``old_logprobs``, ``ref_logprobs``,
+    ``entropy`` (with grad if ``entropy_coef > 0``) and ``token_weights`` are ``[b, T]``;
+    ``advantages`` ``[b]`` (or ``[b, T]``); ``positive`` and ``pass_rate`` ``[b]`` (OREAL).
+    ``token_weights`` (ones when None, detached) scale only the policy term: it is where a
+    token-level reward model plugs in (OREAL's w+/w-).
+    """
+
+    logprobs: Tensor
+    response_mask: Tensor
+    advantages: Tensor
+    normalizers: LossNormalizers
+    old_logprobs: Tensor | None = None
+    ref_logprobs: Tensor | None = None
+    entropy: Tensor | None = None
+    token_weights: Tensor | None = None
+    positive: Tensor | None = None
+    pass_rate: Tensor | None = None
+
+    def padded_zero(self) -> LossInputs:
+        """At least float32, padded positions set to 0 (see ``zero_padding``)."""
+        logprobs, old, ref, entropy, weights = zero_padding(
+            self.response_mask,
+            self.logprobs,
+            self.old_logprobs,
+            self.ref_logprobs,
+            self.entropy,
+            self.token_weights,
+        )
+        assert logprobs is not None
+        return replace(
+            self,
+            logprobs=logprobs,
+            old_logprobs=old,
+            ref_logprobs=ref,
+            entropy=entropy,
+            token_weights=weights,
+        )
 
 
 def compute_policy_loss(
-    params: AlgorithmParams,
-    *,
-    logprobs: Tensor,
-    response_mask: Tensor,
-    advantages: Tensor,
-    normalizers: LossNormalizers,
-    old_logprobs: Tensor | None = None,
-    ref_logprobs: Tensor | None = None,
-    entropy: Tensor | None = None,
-    token_weights: Tensor | None = None,
-    positive: Tensor | None = None,
-    pass_rate: Tensor | None = None,
+    params: AlgorithmParams, **inputs: object
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """This micro-batch's share of the step loss, and detached parts for logging.
 
-    Shapes: ``logprobs`` (with grad), ``response_mask``, ``old_logprobs``, ``ref_logprobs``,
-    ``entropy`` (with grad if ``entropy_coef > 0``), ``token_weights``: ``[b, T]``;
-    ``advantages`` ``[b]`` (or ``[b, T]``), ``positive`` and ``pass_rate`` ``[b]`` (OREAL).
-
-    For ``policy_loss`` in {pg, ppo_clip, sft}, with ℓ_t the per-token loss of
-    :mod:`oreal.algorithms.policy_losses` and agg the ``aggregation`` mode:
-
-        L = agg(w_t · ℓ_t) + β · agg(k_t) - α · agg(H_t)
-
-    ``token_weights`` w (ones by default, detached) scale only the policy term; they are where
-    a token-level reward model plugs in. ``policy_loss="oreal"`` dispatches to
-    :func:`oreal.algorithms.oreal_loss.oreal_loss` (split N+/N-/N normalisation).
-
-    The returned loss is multiplied by ``normalizers.dp_world_size``; the parts are not.
+    Keyword arguments are the fields of :class:`LossInputs`. The returned loss is multiplied by
+    ``normalizers.dp_world_size`` (backends average gradients over ranks); the parts are not.
     Parts: ``pg_loss``, ``kl``, ``kl_loss`` (β·kl), ``entropy``, ``clip_frac`` and
     ``dual_clip_frac`` (fractions of the step's N tokens), ``loss``; OREAL adds ``pos_loss``
     and ``neg_loss``.
     """
-    if params.policy_loss == "oreal":
-        if positive is None:
-            raise ValueError("the OREAL loss needs `positive` (AdvantageResult.positive)")
-        return oreal_loss(
-            logprobs,
-            response_mask,
-            advantages,
-            positive,
-            normalizers,
-            old_logprobs=old_logprobs,
-            ref_logprobs=ref_logprobs,
-            token_weights=token_weights,
-            pass_rate=pass_rate,
-            entropy=entropy,
-            positive_factor=params.positive_factor,
-            negative_factor=params.negative_factor,
-            pos_mult_adv=params.pos_mult_adv,
-            neg_weight=params.neg_weight,
-            neg_surrogate=params.neg_surrogate,
-            kl_coef=params.kl_coef,
-            kl_estimator=params.kl_estimator,
-            kl_target=params.kl_target,
-            kl_normalizer=params.kl_normalizer,
-            entropy_coef=params.entropy_coef,
-        )
+    batch = LossInputs(**inputs)  # type: ignore[arg-type]
+    loss, parts = get_policy_loss(params.policy_loss)(batch, params)
+    parts["loss"] = loss.detach()
+    return loss * float(batch.normalizers.dp_world_size), parts
 
-    logprobs, old_logprobs, ref_logprobs, entropy, token_weights = zero_padding(
-        response_mask, logprobs, old_logprobs, ref_logprobs, entropy, token_weights
-    )
-    assert logprobs is not None
-    mode = params.aggregation
-    parts: dict[str, Tensor] = {}
-    if params.policy_loss == "pg":
-        per_token = pg_loss(logprobs, advantages, old_logprobs)
-    elif params.policy_loss == "ppo_clip":
-        per_token, info = ppo_clip_loss(
-            logprobs,
-            advantages,
-            old_logprobs,
-            clip_eps_low=params.clip_eps_low,
-            clip_eps_high=params.clip_eps_high,
-            dual_clip=params.dual_clip,
-        )
-        n_all = denominator(normalizers.num_tokens)
-        frac = {"clip_frac": info.clipped, "dual_clip_frac": info.dual_clipped}
-        for key, flags in frac.items():
-            parts[key] = masked_sum(flags.to(logprobs.dtype), response_mask) / n_all
-    elif params.policy_loss == "sft":
-        per_token = sft_loss(logprobs)
-    else:  # AlgorithmParams validated the name
-        raise ValueError(f"unknown policy loss {params.policy_loss!r}")
-    if token_weights is not None:
-        per_token = per_token * token_weights.detach()
-    total = aggregate(per_token, response_mask, mode, normalizers)
+
+def _finish(
+    per_token: Tensor, batch: LossInputs, params: TokenLossParams, parts: dict[str, Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """L = agg(w_t·ℓ_t) + β·agg(KL_t) - α·agg(H_t), with the algorithm's aggregation."""
+    mask = batch.response_mask
+    if batch.token_weights is not None:
+        per_token = per_token * batch.token_weights.detach()
+    total = aggregate(per_token, mask, params.aggregation, batch.normalizers)
     parts["pg_loss"] = total.detach()
 
     def reduce(values: Tensor) -> Tensor:
-        return aggregate(values, response_mask, mode, normalizers)
+        return aggregate(values, mask, params.aggregation, batch.normalizers)
 
     extra, extra_parts = kl_and_entropy_terms(
-        logprobs,
-        old_logprobs=old_logprobs,
-        ref_logprobs=ref_logprobs,
-        entropy=entropy,
-        kl_coef=float(params.kl_coef or 0.0),
+        batch.logprobs,
+        old_logprobs=batch.old_logprobs,
+        ref_logprobs=batch.ref_logprobs,
+        entropy=batch.entropy,
+        kl_coef=params.kl_coef,
         kl_estimator=params.kl_estimator,
         kl_target=params.kl_target,
         entropy_coef=params.entropy_coef,
         reduce_kl=reduce,
         reduce_entropy=reduce,
     )
-    total = total + extra
     parts.update(extra_parts)
-    parts["loss"] = total.detach()
-    return total * float(normalizers.dp_world_size), parts
+    return total + extra, parts
+
+
+@register_policy_loss("pg", params=TokenLossParams)
+def pg_objective(batch: LossInputs, params: TokenLossParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """ℓ_t = -A_t·ρ_t (REINFORCE, Williams 1992; on-policy the gradient of -A_t·log π_θ)."""
+    batch = batch.padded_zero()
+    return _finish(pg_loss(batch.logprobs, batch.advantages, batch.old_logprobs), batch, params, {})
+
+
+@register_policy_loss("ppo_clip", params=PPOClipParams)
+def ppo_clip_objective(
+    batch: LossInputs, params: PPOClipParams
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """ℓ_t = -min(ρ_t A_t, clip(ρ_t, 1-ε_low, 1+ε_high) A_t), dual clip on A_t < 0
+    (PPO arXiv 1707.06347 Eq. 7; DAPO arXiv 2503.14476; dual clip arXiv 1912.09729)."""
+    batch = batch.padded_zero()
+    per_token, info = ppo_clip_loss(
+        batch.logprobs,
+        batch.advantages,
+        batch.old_logprobs,
+        clip_eps_low=params.clip_eps_low,
+        clip_eps_high=params.clip_eps_high,
+        dual_clip=params.dual_clip,
+    )
+    n_all = denominator(batch.normalizers.num_tokens)
+    parts = {
+        "clip_frac": masked_sum(info.clipped.to(per_token.dtype), batch.response_mask) / n_all,
+        "dual_clip_frac": masked_sum(info.dual_clipped.to(per_token.dtype), batch.response_mask)
+        / n_all,
+    }
+    return _finish(per_token, batch, params, parts)
+
+
+@register_policy_loss("sft", params=TokenLossParams)
+def sft_objective(batch: LossInputs, params: TokenLossParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """ℓ_t = -A_t·log π_θ(y_t): behaviour cloning weighted by the advantage. RAFT's A is 1 on
+    correct and 0 on wrong rows, so a correct row gets the plain NLL and a wrong one nothing
+    (but still counts in the denominator when the method keeps it)."""
+    batch = batch.padded_zero()
+    return _finish(sft_loss(batch.logprobs, batch.advantages), batch, params, {})

@@ -43,18 +43,24 @@ and gradient, so the printed KL is inert; set ``kl_target="ref"`` for an anchor.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from oreal.algorithms.aggregation import LossNormalizers, denominator, masked_sum, zero_padding
+from oreal.algorithms.params import AlgorithmParams
 from oreal.algorithms.policy_losses import (
     KLEstimator,
     KLTarget,
     kl_and_entropy_terms,
     log_ratio,
 )
+from oreal.algorithms.registry import register_policy_loss
+
+if TYPE_CHECKING:
+    from oreal.algorithms.loss import LossInputs
 
 NegWeight = Literal["abs_adv", "one_minus_p", "none"]
 NegSurrogate = Literal["ratio", "log_ratio"]
@@ -118,14 +124,16 @@ def oreal_loss(
     kl_target: KLTarget = "ref",
     kl_normalizer: KLNormalizer = "all",
     entropy_coef: float = 0.0,
+    dp_world_size: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch's share of the OREAL loss (module docstring: formulas and switches).
 
     Shapes: ``logprobs``, ``response_mask``, ``old/ref_logprobs``, ``token_weights``,
     ``entropy``: ``[b, T]``; ``advantages``, ``positive``, ``pass_rate``: ``[b]``. Defaults are
-    the ``release`` form. Returns ``(loss, parts)``; the loss carries the ``dp_world_size``
-    factor, the detached parts (``pos_loss``, ``neg_loss``, ``kl``, ``kl_loss``, ``entropy``)
-    do not, so summing parts over micro-batches *and* ranks gives the step's values.
+    the ``release`` form. Returns ``(loss, parts)``; the loss carries the data-parallel factor
+    (``dp_world_size``, default ``normalizers.dp_world_size``), the detached parts
+    (``pos_loss``, ``neg_loss``, ``kl``, ``kl_loss``, ``entropy``) do not, so summing parts over
+    micro-batches *and* ranks gives the step's values.
     """
     mask = response_mask.bool()
     logprobs, old_logprobs, ref_logprobs, entropy, token_weights = zero_padding(
@@ -186,4 +194,66 @@ def oreal_loss(
 
     parts["pg_loss"] = (pos_loss + neg_loss).detach()
     parts["loss"] = total.detach()
-    return total * float(normalizers.dp_world_size), parts
+    factor = normalizers.dp_world_size if dp_world_size is None else dp_world_size
+    return total * float(factor), parts
+
+
+class OREALParams(AlgorithmParams):
+    """OREAL's parameters; ``form`` picks the defaults of every switch in the table above.
+
+    A field given explicitly wins over its form's value (``form: paper`` with ``kl_target: ref``
+    is the paper form anchored to the frozen reference). ``filter_groups=False`` trains on every
+    rollout (the release's variant without the token RM).
+    """
+
+    form: Literal["release", "paper"] = "release"
+    reward_scale: Literal["01", "pm1"] = "pm1"
+    filter_groups: bool = True
+    positive_factor: float = Field(1.0, ge=0.0, description="λ+")
+    negative_factor: float = Field(0.5, ge=0.0, description="η")
+    pos_mult_adv: bool = True
+    neg_weight: NegWeight = "abs_adv"
+    neg_surrogate: NegSurrogate = "ratio"
+    kl_coef: float = Field(0.01, ge=0.0)
+    kl_normalizer: KLNormalizer = "all"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _form_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        form = data.get("form", "release")
+        if form not in OREAL_FORMS:
+            return data  # the field's own validation names the valid forms
+        return {**OREAL_FORMS[form], **data}
+
+
+@register_policy_loss("oreal", params=OREALParams)
+def oreal_objective(batch: LossInputs, params: OREALParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """The OREAL loss of one micro-batch (module docstring), without the DP factor."""
+    if batch.positive is None:
+        raise ValueError("the OREAL loss needs `positive` (AdvantageResult.positive)")
+    loss, parts = oreal_loss(
+        batch.logprobs,
+        batch.response_mask,
+        batch.advantages,
+        batch.positive,
+        batch.normalizers,
+        old_logprobs=batch.old_logprobs,
+        ref_logprobs=batch.ref_logprobs,
+        token_weights=batch.token_weights,
+        pass_rate=batch.pass_rate,
+        entropy=batch.entropy,
+        positive_factor=params.positive_factor,
+        negative_factor=params.negative_factor,
+        pos_mult_adv=params.pos_mult_adv,
+        neg_weight=params.neg_weight,
+        neg_surrogate=params.neg_surrogate,
+        kl_coef=params.kl_coef,
+        kl_estimator=params.kl_estimator,
+        kl_target=params.kl_target,
+        kl_normalizer=params.kl_normalizer,
+        entropy_coef=params.entropy_coef,
+        dp_world_size=1,
+    )
+    return loss, parts

@@ -93,9 +93,12 @@ def ppo_clip_loss(
     return loss, ClipInfo(clipped=clipped & ~dual_clipped, dual_clipped=dual_clipped)
 
 
-def sft_loss(logprobs: Tensor) -> Tensor:
-    """Negative log-likelihood ℓ_t = -log π_θ(y_t): behaviour cloning (RAFT on positives)."""
-    return -logprobs
+def sft_loss(logprobs: Tensor, advantages: Tensor | None = None) -> Tensor:
+    """Advantage-weighted negative log-likelihood ℓ_t = -A_t·log π_θ(y_t) (-log π_θ when
+    ``advantages`` is None): behaviour cloning, RAFT's loss with A ∈ {0, 1}."""
+    if advantages is None:
+        return -logprobs
+    return -token_advantages(advantages, logprobs) * logprobs
 
 
 def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator = "k3") -> Tensor:
@@ -177,7 +180,8 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     """Token entropy H_t = -Σ_v π(v) log π(v) of ``[..., V]`` logits (kept differentiable).
 
     The entropy bonus L ← L - α·agg(H) (1-shot RLVR, arXiv 2504.20571: α = 0.001) needs the
-    full distribution, so the trainer calls this on the policy logits of the response tokens.
+    full distribution. The trainer gets H_t from :func:`oreal.models.token_logprobs`
+    (``with_entropy=True``), which computes it chunk by chunk; this is the plain reference.
     """
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)

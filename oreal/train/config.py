@@ -7,11 +7,11 @@ forbids unknown keys, so a typo is an error that names the closest valid key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from oreal.algorithms import AlgorithmParams, algorithm_params
+from oreal.algorithms import ALGORITHMS, AlgorithmParams, algorithm_params, import_plugins
 
 
 class Section(BaseModel):
@@ -59,37 +59,49 @@ class RewardConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    """Which method, and any knob to change from its published default.
+    """Which method, its parameters, and the update loop around it.
 
-    Fields left unset (None) take the method's own default from the algorithm registry
-    (``oreal.algorithms.AlgorithmParams``); docs/algorithms.md lists every formula and value.
+    ``params`` is validated against the method's own parameter model (its fields and defaults:
+    ``oreal.algorithms.methods``, docs/algorithms.md); unset parameters take the published
+    value. ``plugins`` are modules (``package.module`` or ``path/to/file.py``) imported before
+    validation, so an algorithm registered in a user's file is known by name.
     """
 
     name: str = "oreal"
-    oreal_form: Literal["release", "paper"] | None = None
-    reward_scale: Literal["01", "pm1"] | None = None
-    policy_loss: Literal["pg", "ppo_clip", "sft", "oreal"] | None = None
-    aggregation: (
-        Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "dr_grpo"] | None
-    ) = None
-    clip_eps_low: float = Field(0.2, ge=0.0)
-    clip_eps_high: float = Field(0.28, ge=0.0)
-    dual_clip: float | None = Field(None, gt=1.0)
-    kl_coef: float | None = Field(None, ge=0.0)
-    kl_estimator: Literal["k1", "k2", "k3"] | None = None
-    kl_target: Literal["ref", "old"] | None = None
-    entropy_coef: float = Field(0.0, ge=0.0)
-    grpo_eps: float = Field(1e-6, gt=0.0)
-    w_reinforce_lambda: float = Field(0.1, ge=0.0)
-    filter_groups: bool = True
-    positive_factor: float | None = Field(None, ge=0.0, description="OREAL lambda+.")
-    negative_factor: float | None = Field(None, ge=0.0, description="OREAL eta.")
-    pos_mult_adv: bool | None = None
-    neg_weight: str | None = None
-    neg_surrogate: str | None = None
-    kl_normalizer: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    plugins: list[str] = Field(default_factory=list)
     update_epochs: int = Field(1, ge=1, description="Passes over one rollout batch.")
     minibatches: int = Field(1, ge=1, description="Optimizer steps per pass.")
+    _resolved: AlgorithmParams | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        for key in data:
+            if key in known:
+                continue
+            target = "form" if key == "oreal_form" else key
+            if any(target in model.model_fields for model in ALGORITHMS.values()):
+                raise ValueError(
+                    f"algorithm.{key} is a parameter of the method: write algorithm.params.{target}"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AlgorithmConfig:
+        import_plugins(self.plugins)
+        self._resolved = algorithm_params(self.name, **self.params)
+        return self
+
+    @property
+    def resolved(self) -> AlgorithmParams:
+        """The method's validated parameter model, every default filled in."""
+        if self._resolved is None:
+            self._resolved = algorithm_params(self.name, **self.params)
+        return self._resolved
 
 
 class OptimConfig(Section):
@@ -166,13 +178,11 @@ class OrealConfig(Section):
     token_rm: TokenRMConfig = Field(default_factory=TokenRMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
-    @model_validator(mode="after")
-    def _check_algorithm(self) -> OrealConfig:
-        try:  # unknown names and inconsistent knobs fail here, naming the closest valid value
-            make_algorithm_params(self.algorithm)
-        except ValueError as error:
-            raise ValueError(f"algorithm: {error}") from None
-        return self
+    def record(self) -> dict[str, Any]:
+        """The config as a run records it: the method's parameters with every default filled."""
+        data = self.model_dump(mode="json")
+        data["algorithm"]["params"] = self.algorithm.resolved.model_dump(mode="json")
+        return data
 
     @model_validator(mode="after")
     def _check_token_rm(self) -> OrealConfig:
@@ -192,13 +202,3 @@ class OrealConfig(Section):
                 f"in train.steps={self.train.steps}"
             )
         return self
-
-
-LOOP_ONLY_FIELDS = ("update_epochs", "minibatches")
-
-
-def make_algorithm_params(config: AlgorithmConfig) -> AlgorithmParams:
-    """The config section minus loop-only fields, with unset (None) fields left to the method."""
-    values = config.model_dump(exclude=set(LOOP_ONLY_FIELDS), exclude_none=True)
-    name, form = values.pop("name"), values.pop("oreal_form", None)
-    return algorithm_params(name, form, **values)

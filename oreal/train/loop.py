@@ -26,6 +26,7 @@ from oreal.eval import EvalResult, evaluate_problems
 from oreal.models import load_policy, pick_device
 from oreal.rewards import build_reward
 from oreal.rollout import HFGenerator, RolloutBatch, SamplingParams
+from oreal.seeding import Purpose, keyed_uniforms
 from oreal.token_rm import TokenRMOutput, TokenRMTrainer
 from oreal.train.checkpoint import (
     TrainerState,
@@ -35,7 +36,7 @@ from oreal.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from oreal.train.config import OrealConfig, make_algorithm_params
+from oreal.train.config import OrealConfig
 from oreal.train.metrics import MetricsWriter, plot_curves
 from oreal.train.records import (
     eval_line,
@@ -71,7 +72,7 @@ class Trainer:
     ):
         self.config = config
         self.console = console or Console(stderr=True)
-        self.params = make_algorithm_params(config.algorithm)
+        self.params = config.algorithm.resolved
         torch.manual_seed(config.train.seed)
         device = None if config.model.device == "auto" else config.model.device
         self.device = pick_device(device)
@@ -198,9 +199,15 @@ class Trainer:
         # verdicts -> advantages
         score_tensor = torch.tensor(scores, dtype=torch.float32)
         rewards = score_tensor if self.params.reward_scale == "01" else 2 * score_tensor - 1
-        selection = torch.Generator().manual_seed(derived_seed(cfg.train.seed, step, 1))
+        uniforms = keyed_uniforms(
+            cfg.train.seed,
+            Purpose.SELECTION,
+            step,
+            rollouts.group_index,
+            [o.sample for o in rollouts],
+        )
         result = compute_advantages(
-            self.params, rewards, torch.tensor(rollouts.group_index), generator=selection
+            self.params, rewards, torch.tensor(rollouts.group_index), uniforms=uniforms
         )
         kept = result.keep.nonzero().flatten()
 
@@ -353,7 +360,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ state
     def _needs_reference(self) -> bool:
-        return bool(self.params.kl_coef) and self.params.kl_target == "ref"
+        return self.params.needs_reference
 
     def _frozen_copy(self) -> torch.nn.Module:
         reference = copy.deepcopy(self.policy)

@@ -41,7 +41,7 @@ def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:
             f"{run_dir} already holds a run; use --resume {run_dir} or another run_dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
+    dump_config(config.record(), run_dir / "config.yaml")
     return run_dir
 
 
