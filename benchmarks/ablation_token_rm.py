@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from oreal.train.callbacks import Callback
+
 VARIANTS: tuple[str, ...] = ("oreal", "oreal_token_rm", "grpo")
 # Per-step training metrics kept per run (from the trainer's records / metrics.jsonl).
 PER_STEP_KEYS: tuple[str, ...] = (
@@ -127,45 +129,52 @@ def variant_config(args: argparse.Namespace, variant: str, seed: int) -> Any:
     return config
 
 
+class EvalEveryPolicyUpdates(Callback):
+    """Evaluate after every ``every`` policy updates (RM-only steps do not count) and keep each
+    step's record; the trainer's own evaluation runs before the first and after the last step."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.updates = every, 0
+        self.policy_steps: list[int] = [0]
+        self.accuracy: list[float] = []
+        self.records: list[dict[str, Any]] = []
+
+    def on_step_end(self, trainer: Any, record: dict[str, float]) -> None:
+        self.updates += 0 if record.get("policy_frozen") else 1
+        last = trainer.step == trainer.config.train.steps
+        due = self.updates % self.every == 0 and not record.get("policy_frozen")
+        if due and not last:
+            record["eval_accuracy"] = trainer.evaluate().accuracy
+        if "eval_accuracy" in record:
+            self.policy_steps.append(self.updates)
+            self.accuracy.append(record["eval_accuracy"])
+        self.records.append(record)
+
+
 def run_one(args: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
     """Train one variant/seed, evaluating every ``eval_every`` policy updates."""
-    from oreal.train.loop import Trainer
+    from oreal.train import Trainer
 
     config = variant_config(args, variant, seed)
     shutil.rmtree(config.train.run_dir, ignore_errors=True)  # a half-finished earlier attempt
     started = time.perf_counter()
-    trainer = Trainer(config)
-    policy_steps, accuracy = [0], [trainer.evaluate().accuracy]
-    print(f"  {variant} seed {seed}: before {accuracy[0]:.3f}", flush=True)
-    records = []
-    updates = 0
-    while trainer.step < config.train.steps:
-        record = trainer.train_step()
-        updates += 0 if record.get("policy_frozen") else 1
-        due = updates % args.eval_every == 0 and not record.get("policy_frozen")
-        if due or trainer.step == config.train.steps:
-            record["eval_accuracy"] = trainer.evaluate().accuracy
-            policy_steps.append(updates)
-            accuracy.append(record["eval_accuracy"])
-            print(
-                f"  {variant} seed {seed}: step {trainer.step} (policy update {updates}) "
-                f"eval {record['eval_accuracy']:.3f} reward {record['reward_mean']:.3f}",
-                flush=True,
-            )
-        trainer.metrics.log_step(trainer.step, record)
-        records.append(record)
-    trainer.metrics.close()
+    cadence = EvalEveryPolicyUpdates(args.eval_every)
+    trainer = Trainer(args=config, callbacks=[cadence])
+    trainer.train()
+    before = json.loads((Path(config.train.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
+    accuracy = [before["eval_accuracy"], *cadence.accuracy]
+    print(f"  {variant} seed {seed}: eval {accuracy}", flush=True)
     rollout = config.rollout
     return {
         "variant": variant,
         "overrides": variant_overrides(variant),
         "seed": seed,
         "total_steps": config.train.steps,
-        "policy_updates": updates,
+        "policy_updates": cadence.updates,
         "rollouts": config.train.steps * rollout.prompts_per_step * rollout.num_rollouts,
-        "eval_policy_steps": policy_steps,
+        "eval_policy_steps": cadence.policy_steps,
         "eval_accuracy": accuracy,
-        "per_step": {k: [r.get(k) for r in records] for k in PER_STEP_KEYS},
+        "per_step": {k: [r.get(k) for r in cadence.records] for k in PER_STEP_KEYS},
         "wall_s": round(time.perf_counter() - started, 1),
         "run_dir": str(config.train.run_dir),
     }

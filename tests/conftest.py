@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from oreal.config_io import load_config
-from oreal.data import Problem
 from oreal.models import save_tiny
 from oreal.train.config import OrealConfig
 
@@ -27,18 +26,14 @@ THIS_FILE = Path(__file__).resolve()
 TinyConfig = Callable[..., OrealConfig]
 
 
-def contains_seven(
-    problems: Sequence[Problem], responses: Sequence[str], truncated: Sequence[bool]
-) -> list[float]:
+def contains_seven(completions: Sequence[str], **kwargs: object) -> list[float]:
     """A trivial reward a random tiny model can learn in seconds: say '7' somewhere."""
-    return [1.0 if "7" in response else 0.0 for response in responses]
+    return [1.0 if "7" in completion else 0.0 for completion in completions]
 
 
-def has_digit(
-    problems: Sequence[Problem], responses: Sequence[str], truncated: Sequence[bool]
-) -> list[float]:
+def has_digit(completions: Sequence[str], **kwargs: object) -> list[float]:
     """About half of a random tiny model's 8-token responses contain a digit: mixed groups."""
-    return [1.0 if any(c.isdigit() for c in response) else 0.0 for response in responses]
+    return [1.0 if any(c.isdigit() for c in completion) else 0.0 for completion in completions]
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +58,7 @@ def tiny_config(tiny_model_dir: Path) -> TinyConfig:
                 "rollout.prompts_per_step=2",
                 "rollout.num_rollouts=4",
                 "rollout.max_new_tokens=6",
-                f"reward.function={THIS_FILE}:{reward}",
+                f"reward.functions=[{THIS_FILE}:{reward}]",
                 "train.micro_batch_size=3",
                 "train.plot=false",
                 "train.samples_per_step=2",

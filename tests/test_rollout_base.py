@@ -1,4 +1,4 @@
-"""pad_rollouts / TrainTensors: the RolloutBatch -> training tensors step."""
+"""pad_rollouts / TrainBatch: the RolloutBatch -> training tensors step."""
 
 from __future__ import annotations
 

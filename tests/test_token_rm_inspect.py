@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from oreal.cli.inspect import inspect_command
 from oreal.token_rm.inspect_view import NO_RM_NOTE, load_step, render_html
+from oreal.train import Trainer
 from oreal.train.config import OrealConfig
-from oreal.train.loop import Trainer
 
 TinyConfig = Callable[..., OrealConfig]  # the conftest fixture's factory
 runner = CliRunner()
@@ -24,7 +24,7 @@ app.command()(inspect_command)
 @pytest.fixture(scope="module")
 def rm_run(tiny_rm_config: TinyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("inspect") / "run"
-    Trainer(tiny_rm_config(run_dir, "token_rm.policy_freeze_steps=1", "train.steps=3")).train()
+    Trainer(args=tiny_rm_config(run_dir, "token_rm.policy_freeze_steps=1", "train.steps=3")).train()
     return run_dir
 
 

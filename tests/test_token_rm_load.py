@@ -10,8 +10,8 @@ import torch
 
 from oreal.batch import pad_rollouts
 from oreal.token_rm.load import load_token_rm
+from oreal.train import Trainer
 from oreal.train.config import OrealConfig
-from oreal.train.loop import Trainer
 
 TinyConfig = Callable[..., OrealConfig]
 
@@ -19,7 +19,7 @@ TinyConfig = Callable[..., OrealConfig]
 def test_a_run_directory_gives_back_the_trained_rm(
     tiny_rm_config: TinyConfig, tmp_path: Path
 ) -> None:
-    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3"))
+    trainer = Trainer(args=tiny_rm_config(tmp_path / "run", "train.steps=3"))
     trainer.train()
     assert trainer.token_rm is not None
     loaded = load_token_rm(tmp_path / "run")
@@ -38,6 +38,6 @@ def test_a_run_directory_gives_back_the_trained_rm(
 def test_paths_without_an_rm_fail_clearly(tiny_config: TinyConfig, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither"):
         load_token_rm(tmp_path)
-    Trainer(tiny_config(tmp_path / "plain", "train.steps=1")).train()
+    Trainer(args=tiny_config(tmp_path / "plain", "train.steps=1")).train()
     with pytest.raises(ValueError, match="trained no token RM"):
         load_token_rm(tmp_path / "plain")

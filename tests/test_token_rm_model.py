@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from oreal.batch import TrainTensors, pad_rollouts
+from oreal.batch import TrainBatch, pad_rollouts
 from oreal.models import build_tiny_model, build_tiny_tokenizer
+from oreal.models.reference import FrozenReference
+from oreal.runtime import Runtime
 from oreal.token_rm import (
     TokenRewardModel,
     build_token_rm,
@@ -33,7 +35,7 @@ def tiny_policy(seed: int = 0) -> torch.nn.Module:
 
 def deciding_token_batch(
     size: int, generator: torch.Generator
-) -> tuple[TrainTensors, torch.Tensor, torch.Tensor]:
+) -> tuple[TrainBatch, torch.Tensor, torch.Tensor]:
     """Random filler responses; odd rows are correct and have '7' at a random position."""
     pairs, labels, where = [], [], []
     for row in range(size):
@@ -88,12 +90,28 @@ def test_update_returns_pre_update_scores_and_is_micro_batch_invariant() -> None
         assert torch.allclose(head, results[0][1], atol=1e-6)
 
 
+class OneOfTwoRanks(Runtime):
+    """Rank ``rank`` of a 2-rank world whose collectives report the global sequence count S
+    (a stand-in for gloo: the end-to-end 2-process test is tests/test_train_distributed.py)."""
+
+    def __init__(self, rank: int, global_seqs: int) -> None:
+        super().__init__(rank=rank, world_size=2)
+        self.global_seqs = global_seqs
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        if op == "max":
+            return tensor.clone()  # no placeholder passes are needed without sharding
+        if tensor.dtype == torch.long:
+            return torch.full_like(tensor, self.global_seqs)
+        return tensor.clone()
+
+
 def test_two_ranks_with_uneven_batches_average_to_the_full_batch_gradient() -> None:
     """Rank 0 keeps 4 rows, rank 1 keeps 2: with S = 6 global and the backend's gradient mean
     over R = 2 ranks, the update equals one process on all 6 rows."""
     tensors, labels, _ = deciding_token_batch(6, torch.Generator().manual_seed(3))
 
-    def head_gradient(rows: slice, **kwargs: int) -> torch.Tensor:
+    def head_gradient(rows: slice, runtime: Runtime | None = None) -> torch.Tensor:
         rm = build_token_rm(tiny_policy())
         torch.nn.init.normal_(rm.head.weight, std=0.5, generator=torch.Generator().manual_seed(4))
         optimizer = torch.optim.SGD(rm.trainable_parameters(), lr=1.0)
@@ -101,48 +119,68 @@ def test_two_ranks_with_uneven_batches_average_to_the_full_batch_gradient() -> N
         part = tensors[rows]
         # No clipping: a backend clips the all-reduced gradient, not each rank's share.
         token_rm_update(
-            rm, optimizer, part, labels[rows].float(), micro_batch_size=3, grad_clip=None, **kwargs
+            rm,
+            optimizer,
+            part,
+            labels[rows].float(),
+            micro_batch_size=3,
+            grad_clip=None,
+            runtime=runtime,
         )
         return before - rm.head.weight.detach()  # = the gradient, with SGD at lr 1
 
     full = head_gradient(slice(0, 6))
     ranks = [
-        head_gradient(rows, dp_world_size=2, global_num_seqs=6)
-        for rows in (slice(0, 4), slice(4, 6))
+        head_gradient(rows, OneOfTwoRanks(rank, global_seqs=6))
+        for rank, rows in enumerate((slice(0, 4), slice(4, 6)))
     ]
     assert torch.allclose((ranks[0] + ranks[1]) / 2, full, atol=1e-6)
-    with pytest.raises(ValueError, match="global_num_seqs"):
-        head_gradient(slice(0, 4), dp_world_size=2)
+    # Counting only this rank's rows (S = 4) would over-weight them: the test can fail.
+    alone = head_gradient(slice(0, 4), OneOfTwoRanks(0, global_seqs=4))
+    assert not torch.allclose((alone + ranks[1]) / 2, full, atol=1e-6)
 
 
-def test_rm_learns_the_deciding_token() -> None:
+@pytest.mark.parametrize("position", ["token", "previous"])
+def test_rm_learns_the_deciding_token(position: str) -> None:
+    """With ``token`` the deciding token itself carries the jump in h_t; with ``previous``
+    (the release: the state that predicted the token) the token after it does."""
     rm = build_token_rm(tiny_policy())
     optimizer = torch.optim.AdamW(rm.trainable_parameters(), lr=3e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     tensors, labels, _ = deciding_token_batch(64, torch.Generator().manual_seed(99))
+    args = (tensors.input_ids, tensors.attention_mask, tensors.response_mask)
     with torch.no_grad():
-        initial = rm(tensors.input_ids, tensors.attention_mask, tensors.response_mask)
+        initial = rm(*args, score_position=position)
     assert roc_auc(sequence_logits(initial, tensors.loss_mask), labels) == 0.5
     for _ in range(30):
         batch, batch_labels, _ = deciding_token_batch(32, generator)
-        token_rm_update(rm, optimizer, batch, batch_labels.float(), micro_batch_size=32)
+        token_rm_update(
+            rm, optimizer, batch, batch_labels.float(), micro_batch_size=32, score_position=position
+        )
     tensors, labels, where = deciding_token_batch(64, torch.Generator().manual_seed(99))
     with torch.no_grad():
-        scores = rm(tensors.input_ids, tensors.attention_mask, tensors.response_mask)
+        scores = rm(
+            tensors.input_ids,
+            tensors.attention_mask,
+            tensors.response_mask,
+            score_position=position,
+        )
     auc = roc_auc(sequence_logits(scores, tensors.loss_mask), labels)
     assert auc is not None and auc > 0.95, auc
 
     positive = labels.bool()
     weights = oreal_token_weights(scores, tensors.loss_mask, positive).weights
+    shift = 0 if position == "token" else 1
+    first = where + shift  # the first token whose h_t has seen the deciding token
     steps = torch.arange(LENGTH)[None, :]
-    at_or_after = (steps >= where[:, None]) & positive[:, None]
-    before = (steps < where[:, None]) & positive[:, None]
-    # Credit goes to the deciding token and what follows it, not to the prefix before it.
-    assert weights[at_or_after].mean() > weights[before].mean() + 0.2
-    # The largest rise of the token logit h_t happens exactly at the deciding token.
+    credited = (steps >= first[:, None]) & positive[:, None]
+    before = (steps < first[:, None]) & positive[:, None]
+    # Credit goes to the tokens whose score saw the deciding token, not to the prefix before.
+    assert weights[credited].mean() > weights[before].mean() + 0.2
+    # The largest rise of the token logit h_t happens exactly there.
     jump = (scores[:, 1:] - scores[:, :-1]).argmax(dim=1) + 1
-    rows = positive & (where > 0)
-    assert (jump[rows] == where[rows]).float().mean() >= 0.9
+    rows = positive & (where > 0) & (first < LENGTH)
+    assert (jump[rows] == first[rows]).float().mean() >= 0.9
 
 
 def test_previous_score_position_is_the_release_shift_by_one() -> None:
@@ -156,7 +194,10 @@ def test_previous_score_position_is_the_release_shift_by_one() -> None:
         # The release's first response logit comes from the last prompt token.
         prompt_only = pad_rollouts([(PROMPT[:1], PROMPT[1:])] * 4, TOKENIZER.pad_token_id)
         last_prompt = rm(
-            prompt_only.input_ids, prompt_only.attention_mask, prompt_only.response_mask
+            prompt_only.input_ids,
+            prompt_only.attention_mask,
+            prompt_only.response_mask,
+            score_position="token",
         )
     assert torch.allclose(previous[:, 1:], own[:, :-1], atol=1e-5)
     assert torch.allclose(previous[:, 0], last_prompt[:, 0], atol=1e-5)
@@ -171,10 +212,9 @@ def test_lora_backbone_without_peft_names_the_extra(monkeypatch: pytest.MonkeyPa
 def test_lora_rm_shares_the_frozen_reference() -> None:
     pytest.importorskip("peft")
     policy = tiny_policy()
-    reference = tiny_policy()
-    for param in reference.parameters():
-        param.requires_grad_(False)
-    rm = build_token_rm(policy, backbone="lora", shared_backbone=reference)
+    frozen_reference = FrozenReference.copy_of(tiny_policy())
+    reference = frozen_reference.module
+    rm = build_token_rm(policy, backbone="lora", reference=frozen_reference)
     tensors, labels, _ = deciding_token_batch(6, torch.Generator().manual_seed(5))
     ids, attention = tensors.input_ids, tensors.attention_mask
     with torch.no_grad():
@@ -191,14 +231,16 @@ def test_lora_rm_shares_the_frozen_reference() -> None:
             assert torch.equal(param, frozen[name]), name
     moved = [n for n, p in rm.trainable_state_dict().items() if not torch.equal(p, trainable[n])]
     assert any("lora" in name for name in moved)
-    with torch.no_grad(), rm.adapters_disabled():
-        unchanged = reference(input_ids=ids, attention_mask=attention).logits
+    with torch.no_grad(), frozen_reference.active() as module:  # how π_ref is scored
+        unchanged = module(input_ids=ids, attention_mask=attention).logits
     with torch.no_grad():
         patched = reference(input_ids=ids, attention_mask=attention).logits
     assert torch.allclose(unchanged, reference_logits, atol=1e-6)
     assert not torch.allclose(patched, reference_logits, atol=1e-6)
     # A fresh RM on a fresh reference loads the trained tensors back exactly.
-    again = build_token_rm(tiny_policy(), backbone="lora", shared_backbone=tiny_policy())
+    again = build_token_rm(
+        tiny_policy(), backbone="lora", reference=FrozenReference.copy_of(tiny_policy())
+    )
     again.load_trainable_state_dict(rm.trainable_state_dict())
     with torch.no_grad():
         args = (ids, attention, tensors.response_mask)

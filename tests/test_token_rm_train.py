@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from oreal.config_io import ConfigError, load_config
+from oreal.train import Trainer
 from oreal.train.config import OrealConfig
-from oreal.train.loop import Trainer
 
 TinyConfig = Callable[..., OrealConfig]  # the conftest fixtures' factories
 RM_METRICS = (
@@ -34,7 +35,7 @@ def clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def test_warm_up_trains_only_the_rm_then_the_policy_moves(
     tiny_rm_config: TinyConfig, tmp_path: Path
 ) -> None:
-    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3"))
+    trainer = Trainer(args=tiny_rm_config(tmp_path / "run", "train.steps=3"))
     assert trainer.token_rm is not None
     policy_before = clone(trainer.policy.state_dict())
     rm_before = clone(trainer.token_rm.model.trainable_state_dict())
@@ -66,15 +67,15 @@ def test_warm_up_trains_only_the_rm_then_the_policy_moves(
 
 def test_resume_with_the_rm_is_exact(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     settings = ("train.steps=4", "token_rm.policy_freeze_steps=1")
-    Trainer(tiny_rm_config(tmp_path / "straight", *settings)).train()
+    Trainer(args=tiny_rm_config(tmp_path / "straight", *settings)).train()
 
-    interrupted = Trainer(tiny_rm_config(tmp_path / "resumed", *settings))
+    interrupted = Trainer(args=tiny_rm_config(tmp_path / "resumed", *settings))
     interrupted.train_step()
     interrupted.train_step()
     interrupted.save()
     del interrupted
     resumed = Trainer(
-        tiny_rm_config(tmp_path / "resumed", *settings), resume_dir=tmp_path / "resumed"
+        args=tiny_rm_config(tmp_path / "resumed", *settings), resume_from=tmp_path / "resumed"
     )
     assert resumed.step == 2
     resumed.train()
@@ -82,7 +83,7 @@ def test_resume_with_the_rm_is_exact(tiny_rm_config: TinyConfig, tmp_path: Path)
     def final(run: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         checkpoint = tmp_path / run / "checkpoints" / "step-000004"
         policy = load_file(str(checkpoint / "policy" / "model.safetensors"))
-        rm = torch.load(checkpoint / "extra" / "token_rm.pt", weights_only=True)
+        rm = load_file(str(checkpoint / "token_rm.safetensors"))
         return policy, rm
 
     (policy_a, rm_a), (policy_b, rm_b) = final("straight"), final("resumed")
@@ -101,7 +102,7 @@ def test_resume_with_the_rm_is_exact(tiny_rm_config: TinyConfig, tmp_path: Path)
 
 def test_samples_carry_tokens_and_their_weights(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    Trainer(tiny_rm_config(run_dir, "train.steps=3")).train()
+    Trainer(args=tiny_rm_config(run_dir, "train.steps=3")).train()
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
     weighted = [s for s in samples if "token_weights" in s]
     assert weighted, "trained rows come first among the logged samples"
@@ -131,7 +132,7 @@ def test_lora_rm_shares_the_reference_without_changing_the_kl(
 ) -> None:
     pytest.importorskip("peft")
     trainer = Trainer(
-        tiny_rm_config(
+        args=tiny_rm_config(
             tmp_path / "run",
             "token_rm.backbone=lora",
             "token_rm.policy_freeze_steps=1",
@@ -167,7 +168,7 @@ def test_the_rm_labels_and_weights_reach_the_rm_and_the_policy_loss(
     """Row by row: the RM learns from ``positive`` of the kept rows, and the policy loss gets
     w+ on exactly those rows and w- on the others, from the RM's pre-update logits."""
     import oreal.token_rm.trainer as step_module
-    import oreal.train.loop as loop_module
+    import oreal.train.trainer as loop_module
     import oreal.train.update as update_module
     from oreal.token_rm import oreal_token_weights
 
@@ -189,7 +190,7 @@ def test_the_rm_labels_and_weights_reach_the_rm_and_the_policy_loss(
 
     # One micro-batch holds every kept row, so the loss sees the whole weight tensor at once.
     trainer = Trainer(
-        tiny_rm_config(tmp_path / "run", "train.steps=3", "train.micro_batch_size=64")
+        args=tiny_rm_config(tmp_path / "run", "train.steps=3", "train.micro_batch_size=64")
     )
     for _ in range(3):
         trainer.train_step()
@@ -207,16 +208,26 @@ def test_the_rm_labels_and_weights_reach_the_rm_and_the_policy_loss(
     assert passed.sum() > 0, "a trained RM gives some non-zero weight"
 
 
-def test_rm_warm_up_starts_at_lr_zero(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
-    """transformers' warm-up: factor s / W at step s, so the RM's first update has lr 0."""
-    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3", "token_rm.warmup_steps=2"))
-    lrs = [trainer.train_step()["rm_lr"] for _ in range(3)]
-    assert lrs == pytest.approx([0.0, 0.5e-2, 1e-2])
+def test_rm_warm_up_follows_the_release(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
+    """The release's warm-up (train_oreal.py 368-415): lr·(s+1)/W from step 0, so the RM's
+    first update already runs at lr/W; the peak comes at step W, then the cosine."""
+    trainer = Trainer(
+        args=tiny_rm_config(
+            tmp_path / "run",
+            "train.steps=5",
+            "token_rm.warmup_steps=2",
+            "token_rm.min_lr_ratio=0.2",
+        )
+    )
+    lrs = [trainer.train_step()["rm_lr"] for _ in range(5)]
+    # steps 0, 1: 1/2 and 2/2 of 1e-2; steps 2-4: cosine over T - W = 3 steps to the floor.
+    cosine = [0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * i / 3)) for i in range(3)]
+    assert lrs == pytest.approx([0.5e-2, 1e-2] + [1e-2 * c for c in cosine])
 
 
 def test_paper_form_trains_with_the_rm(tiny_rm_config: TinyConfig, tmp_path: Path) -> None:
     settings = ("train.steps=3", "algorithm.params.form=paper", "token_rm.weight_source=per_token")
-    trainer = Trainer(tiny_rm_config(tmp_path / "run", *settings))
+    trainer = Trainer(args=tiny_rm_config(tmp_path / "run", *settings))
     before = clone(trainer.policy.state_dict())
     records = [trainer.train_step() for _ in range(3)]
     assert records[-1]["policy_frozen"] == 0.0

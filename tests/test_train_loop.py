@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from oreal.config_io import ConfigError
+from oreal.train import Trainer
 from oreal.train.config import OrealConfig
-from oreal.train.loop import Trainer
 
 TinyConfig = Callable[..., OrealConfig]  # the conftest fixture's factory
 
@@ -31,17 +32,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
         "algorithm.name=grpo",
         "algorithm.params.kl_coef=0.01",
     )
-    straight = Trainer(tiny_config(tmp_path / "straight", *settings))
+    straight = Trainer(args=tiny_config(tmp_path / "straight", *settings))
     straight.train()
 
-    interrupted = Trainer(tiny_config(tmp_path / "resumed", *settings))
+    interrupted = Trainer(args=tiny_config(tmp_path / "resumed", *settings))
     interrupted.train_step()
     interrupted.train_step()
     interrupted.save()
     del interrupted
     resumed = Trainer(
-        tiny_config(tmp_path / "resumed", *settings),
-        resume_dir=tmp_path / "resumed",
+        args=tiny_config(tmp_path / "resumed", *settings),
+        resume_from=tmp_path / "resumed",
     )
     assert resumed.step == 2
     resumed.train()
@@ -57,7 +58,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
 
 def test_run_directory_records(tiny_config: TinyConfig, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    trainer = Trainer(tiny_config(run_dir, "train.steps=2", "train.checkpoint_every=1"))
+    trainer = Trainer(args=tiny_config(run_dir, "train.steps=2", "train.checkpoint_every=1"))
     summary = trainer.train()
     assert summary["steps"] == 2
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -74,9 +75,9 @@ def test_run_directory_records(tiny_config: TinyConfig, tmp_path: Path) -> None:
 
 def test_refuses_to_overwrite_a_run(tiny_config: TinyConfig, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    Trainer(tiny_config(run_dir, "train.steps=1")).train()
-    with pytest.raises(FileExistsError, match="--resume"):
-        Trainer(tiny_config(run_dir, "train.steps=1"))
+    Trainer(args=tiny_config(run_dir, "train.steps=1")).train()
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(args=tiny_config(run_dir, "train.steps=1"))
 
 
 @pytest.mark.parametrize("algorithm", ["oreal", "grpo"])
@@ -84,7 +85,7 @@ def test_reward_rises_on_a_trivial_task(
     tiny_config: TinyConfig, tmp_path: Path, algorithm: str
 ) -> None:
     trainer = Trainer(
-        tiny_config(
+        args=tiny_config(
             tmp_path / algorithm,
             f"algorithm.name={algorithm}",
             "train.steps=16",

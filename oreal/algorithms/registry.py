@@ -26,11 +26,7 @@ parameters lack what its loss needs is refused at registration.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from oreal.names import choose
@@ -181,26 +177,10 @@ def import_plugins(plugins: Iterable[str]) -> None:
 
     Raises ``ValueError`` naming the plugin that cannot be imported.
     """
+    from oreal.plugins import import_module
+
     for plugin in plugins:
-        if plugin.endswith(".py"):
-            path = Path(plugin).expanduser()
-            if not path.is_file():
-                raise ValueError(f"algorithm plugin file not found: {path}")
-            module_name = f"oreal_plugin_{path.stem}"
-            if module_name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            if spec is None or spec.loader is None:
-                raise ValueError(f"cannot import algorithm plugin {path}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as error:
-                del sys.modules[module_name]
-                raise ValueError(f"algorithm plugin {path} failed to import: {error}") from error
-        else:
-            try:
-                importlib.import_module(plugin)
-            except ImportError as error:
-                raise ValueError(f"cannot import algorithm plugin {plugin!r}: {error}") from error
+        try:
+            import_module(plugin)
+        except ValueError as error:
+            raise ValueError(f"algorithm plugin: {error}") from None

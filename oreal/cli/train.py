@@ -72,9 +72,9 @@ def train_command(
         raise typer.Exit(code=2) from None
     import torch
 
-    from oreal.train.loop import Trainer
+    from oreal.train import Trainer
 
     if threads is not None:
         torch.set_num_threads(threads)
-    trainer = Trainer(config, resume_dir=resume, console=console)
+    trainer = Trainer(args=config, resume_from=resume, console=console)
     trainer.train()

@@ -40,6 +40,7 @@ __all__ = [
     "load_gguf",
     "load_policy",
     "load_tokenizer",
+    "load_weights",
     "prepare_tokenizer",
 ]
 
@@ -219,6 +220,27 @@ def load_gguf(
     model = AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(target))
     return model, tokenizer
+
+
+def load_weights(model: torch.nn.Module, folder: str | os.PathLike[str]) -> None:
+    """Load the safetensors weights of a ``save_pretrained`` folder into ``model`` in place
+    (one file or an index of shards); only tied weights (lm_head = embeddings) may be absent."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no .safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    result = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = set(result.missing_keys) - tied
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"weights in {folder} do not fit {type(model).__name__}: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}"
+        )
 
 
 def enable_gradient_checkpointing(model: PreTrainedModel) -> None:

@@ -15,15 +15,24 @@ matching boolean mask is :func:`compact_response_mask` (also produced by
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 
+from oreal.models.device import autocast_context
+
+if TYPE_CHECKING:
+    from oreal.batch import TrainBatch
+    from oreal.runtime import Runtime
+
 __all__ = [
     "compact_response_mask",
     "naive_token_logprobs",
     "response_positions",
+    "score_logprobs",
     "token_logprobs",
 ]
 
@@ -115,6 +124,33 @@ def token_logprobs(
     Run it inside :func:`oreal.models.device.autocast_context` for bf16 matmuls; the softmax
     statistics are always computed in fp32.
     """
+    from oreal.runtime import through_root
+
+    return through_root(
+        model,
+        _token_logprobs,
+        model,
+        input_ids,
+        attention_mask,
+        response_mask,
+        chunk_size=chunk_size,
+        with_entropy=with_entropy,
+        temperature=temperature,
+        use_checkpoint=use_checkpoint,
+    )
+
+
+def _token_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    chunk_size: int,
+    with_entropy: bool,
+    temperature: float,
+    use_checkpoint: bool | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     mask = response_mask.bool()
@@ -181,3 +217,40 @@ def naive_token_logprobs(
         return logp, None
     entropy_all = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy_all.gather(1, prev).masked_fill(~valid, 0.0)
+
+
+@torch.no_grad()
+def score_logprobs(
+    model: nn.Module,
+    batch: TrainBatch,
+    *,
+    micro_batch_size: int,
+    autocast: bool,
+    temperature: float = 1.0,
+    runtime: Runtime | None = None,
+) -> torch.Tensor:
+    """Log-probs ``[B, R]`` of the response tokens under ``model`` (no gradient), micro-batched.
+
+    With a data-parallel ``runtime`` every rank runs the same number of forwards (a placeholder
+    row where it has none left), since forwards of a sharded model are collectives.
+    """
+    device = batch.input_ids.device
+    out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=device)
+    slices = (
+        runtime.lockstep(len(batch), micro_batch_size)
+        if runtime is not None
+        else [slice(s, s + micro_batch_size) for s in range(0, len(batch), micro_batch_size)]
+    )
+    for rows in slices:
+        part = batch[rows] if rows is not None else batch.placeholder()
+        with autocast_context(device, autocast):
+            logprobs, _ = token_logprobs(
+                model,
+                part.input_ids,
+                part.attention_mask,
+                part.response_mask,
+                temperature=temperature,
+            )
+        if rows is not None:
+            out[rows, : logprobs.shape[1]] = logprobs.float()
+    return out

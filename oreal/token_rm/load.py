@@ -41,7 +41,7 @@ def _checkpoint_of(path: Path) -> Path:
         if found is None:
             raise FileNotFoundError(f"run directory {path} has no checkpoint yet")
         return found
-    if (path / "trainer_state.pt").is_file() or (path / "policy").is_dir():
+    if (path / "trainer_state.json").is_file():
         return path
     raise FileNotFoundError(
         f"{path} is neither an oreal train run directory (checkpoints/) nor a checkpoint"
@@ -54,9 +54,10 @@ def load_token_rm(path: str | Path, *, device: str | torch.device | None = None)
     Raises ``FileNotFoundError`` for a path that holds no checkpoint and ``ValueError`` for a
     run that trained no token RM.
     """
+    from safetensors.torch import load_file
+
     from oreal.config_io import load_config
     from oreal.models import load_policy
-    from oreal.train.checkpoint import load_extra_state
     from oreal.train.config import OrealConfig
 
     checkpoint = _checkpoint_of(Path(path).expanduser())
@@ -65,7 +66,7 @@ def load_token_rm(path: str | Path, *, device: str | torch.device | None = None)
     rm = config.token_rm
     if not rm.enabled:
         raise ValueError(f"the run in {run_dir} trained no token RM (token_rm.enabled: false)")
-    state_file = checkpoint / "extra" / "token_rm.pt"
+    state_file = checkpoint / "token_rm.safetensors"
     if not state_file.is_file():
         raise FileNotFoundError(f"{checkpoint} has no token RM state ({state_file.name})")
     policy, tokenizer = load_policy(
@@ -86,7 +87,7 @@ def load_token_rm(path: str | Path, *, device: str | torch.device | None = None)
         cache_dir=config.model.cache_dir,
     )
     del policy
-    model.load_trainable_state_dict(load_extra_state(checkpoint, "token_rm"))
+    model.load_trainable_state_dict(load_file(str(state_file)))
     model.eval()
     if device is not None:
         model.to(device)

@@ -1,26 +1,29 @@
 """OREAL's token-level reward model: a causal-LM backbone with a scalar head, and its update.
 
-Architecture (Lyu et al., OREAL, arXiv 2502.06781, §2.4 and Algorithm 1; oreal.md §4.1): the
-decoder of a causal LM (by default a full copy of the initial policy) followed by a bias-free
-linear head ``hidden_size -> 1``, giving one logit h_t per response token. The head starts at
-exactly zero ("to ensure unbiased importance sampling weight at the start of training"), so
-every h_t is 0, every weight w± is 0, and on the first update only the head receives a
-gradient: ∂L/∂hidden = (∂L/∂h)·W_head = 0 (derived; tests/test_token_rm_model.py checks it).
+Architecture (Lyu et al., OREAL, arXiv 2502.06781, §2.4 and Algorithm 1): the decoder of a
+causal LM (by default a full copy of the initial policy) followed by a bias-free linear head
+``hidden_size -> 1``, giving one logit h_t per response token. The head starts at exactly zero
+("to ensure unbiased importance sampling weight at the start of training"), so every h_t is 0,
+every weight w± is 0, and on the first update only the head receives a gradient:
+∂L/∂hidden = (∂L/∂h)·W_head = 0 (derived; tests/test_token_rm_model.py checks it). The release
+is zero too, in effect: its head is built on the meta device and xtuner 0.2.0rc0's lazy
+initialisation zero-fills it because the checkpoint's ``lm_head.weight`` [V, H] does not match
+its shape [1, H] (xtuner ``_lite/patches/base.py`` 208-256, zero_ at 242).
 
 Backbones:
 
 - ``copy`` (default, the paper and release): a trainable deep copy of the policy's decoder, or
   of the decoder of another checkpoint with the same vocabulary (``name_or_path``).
-- ``lora``: LoRA adapters (``peft``) on a *frozen* backbone, shared with the frozen reference
-  policy when there is one: a second set of full weights and their AdamW state are not needed.
-  The reference must then be scored inside :meth:`TokenRewardModel.adapters_disabled`.
+- ``lora``: LoRA adapters (``peft``) on a *frozen* backbone, borrowed from the frozen reference
+  policy when there is one (:class:`oreal.models.reference.FrozenReference`, which then scores
+  π_ref with these adapters switched off): a second set of full weights and their AdamW state
+  are not needed.
 
-Score position: ``token`` (default) reads h_t from the hidden state *at* response token t, so
-h_t is a function of the prefix s_≤t including the token itself: the paper's w(s_≤t) (§2.4),
-which lets the token that decides the outcome carry the jump in q_t. ``previous`` reads it from
-the state at t - 1 (the one that predicts token t), as the release slices its RM logits with
-the same shifted ``[-T - 1 : -1]`` window as the policy log-probs: token t is then weighted by
-how the prefix *before* it looks. The two differ by a shift of one token.
+Score position: ``previous`` (default, the release: ``train_oreal.py`` 763-773 reads the RM
+logits with the same shifted ``[-T - 1 : -1]`` window as the policy log-probs) reads h_t from
+the hidden state at t - 1, the one that predicts token t: token t is weighted by how the prefix
+*before* it looks. ``token`` reads it *at* token t, a function of s_≤t including the token
+itself, the paper's w(s_≤t) (§2.4). The two differ by a shift of one token.
 
 The hidden states are computed under the caller's autocast (bf16 like the policy); the head
 runs in fp32 so that small head weights (it starts at zero) are not rounded away.
@@ -31,41 +34,31 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from oreal.batch import TrainTensors
+from oreal.batch import TrainBatch
 from oreal.models.device import autocast_context
 from oreal.models.loading import enable_gradient_checkpointing, load_policy
 from oreal.models.logprobs import _decoder_and_head, response_positions
+from oreal.models.lora import LoraSettings, apply_lora, require_peft
+from oreal.models.reference import FrozenReference
+from oreal.runtime import Runtime, full_value
 from oreal.token_rm.weights import token_rm_loss
 
 ScorePosition = Literal["token", "previous"]
 SCORE_POSITIONS: tuple[str, ...] = ("token", "previous")
-PEFT_HINT = "pip install 'oreal[peft]'"
 
 __all__ = [
     "SCORE_POSITIONS",
-    "LoraSettings",
     "ScorePosition",
     "TokenRewardModel",
     "build_token_rm",
     "token_rm_update",
 ]
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA adapters of the ``lora`` backbone (Hu et al., arXiv 2106.09685)."""
-
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: str | list[str] = field(default="all-linear")
 
 
 class TokenRewardModel(nn.Module):
@@ -75,8 +68,7 @@ class TokenRewardModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(hidden_size, 1, bias=False)
-        # Explicit zero init (the paper's; the release's new nn.Linear is not zeroed).
-        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.weight)  # the paper's, and the release's in effect
         self.lora = lora
 
     def forward(
@@ -85,7 +77,7 @@ class TokenRewardModel(nn.Module):
         attention_mask: Tensor,
         response_mask: Tensor,
         *,
-        score_position: ScorePosition = "token",
+        score_position: ScorePosition = "previous",
     ) -> Tensor:
         """Token logits ``[B, R]`` (fp32, 0 at padding) of the response tokens marked in
         ``response_mask [B, T]`` (right-padded batches, as ``pad_rollouts`` makes them)."""
@@ -125,18 +117,13 @@ class TokenRewardModel(nn.Module):
 
     @contextlib.contextmanager
     def adapters_disabled(self) -> Iterator[None]:
-        """Run the shared backbone as the frozen reference policy: without the LoRA adapters
-        and in eval mode (the RM's own ``train()`` also reaches the shared layers)."""
+        """The backbone without this RM's LoRA adapters (a no-op for ``copy``): how a borrowed
+        reference backbone is scored as π_ref."""
         if not self.lora:
             yield
             return
-        was_training = self.backbone.training
-        self.backbone.eval()
-        try:
-            with self.backbone.disable_adapter():
-                yield
-        finally:
-            self.backbone.train(was_training)
+        with self.backbone.disable_adapter():
+            yield
 
 
 def _hidden_size(model: PreTrainedModel) -> int:
@@ -145,36 +132,12 @@ def _hidden_size(model: PreTrainedModel) -> int:
     return int(text.hidden_size)
 
 
-def _require_peft() -> None:
-    try:
-        import peft  # noqa: F401
-    except ImportError as error:
-        message = f"token_rm.backbone='lora' needs the peft package: {PEFT_HINT}"
-        raise ImportError(message) from error
-
-
-def _wrap_lora(decoder: nn.Module, settings: LoraSettings) -> nn.Module:
-    _require_peft()
-    from peft import LoraConfig, get_peft_model
-
-    for param in decoder.parameters():
-        param.requires_grad_(False)
-    config = LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        bias="none",
-    )
-    return get_peft_model(decoder, config)
-
-
 def build_token_rm(
     policy: PreTrainedModel,
     *,
     backbone: Literal["copy", "lora"] = "copy",
     name_or_path: str | None = None,
-    shared_backbone: PreTrainedModel | None = None,
+    reference: FrozenReference | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     lora: LoraSettings | None = None,
     device: torch.device | str | None = None,
@@ -185,9 +148,9 @@ def build_token_rm(
 
     - ``backbone="copy"``: the decoder of a deep copy of ``policy`` (taken before any update:
       pass the *initial* policy), or of the model at ``name_or_path``.
-    - ``backbone="lora"``: LoRA adapters on the frozen decoder of ``shared_backbone`` (the
-      frozen reference, modified in place: score it under ``adapters_disabled()``), else of a
-      frozen copy of ``policy`` or of the model at ``name_or_path``.
+    - ``backbone="lora"``: LoRA adapters on the frozen decoder borrowed from ``reference`` (a
+      frozen copy of the initial policy; the reference then scores π_ref with the adapters
+      off), else on a frozen copy of ``policy`` or of the model at ``name_or_path``.
 
     A backbone from ``name_or_path`` must share the policy's vocabulary (it reads the policy's
     token ids): pass the policy ``tokenizer`` to have that checked.
@@ -195,7 +158,8 @@ def build_token_rm(
     if backbone not in ("copy", "lora"):
         raise ValueError(f"unknown token RM backbone {backbone!r}; expected 'copy' or 'lora'")
     if backbone == "lora":
-        _require_peft()  # fail before copying or loading any weights
+        require_peft("token_rm.backbone='lora'")  # fail before copying or loading any weights
+    borrowed = backbone == "lora" and reference is not None and not reference.shared_with_policy
     if name_or_path is not None:
         source, rm_tokenizer = load_policy(name_or_path, device=device, cache_dir=cache_dir)
         if tokenizer is not None and rm_tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -203,8 +167,10 @@ def build_token_rm(
                 f"token_rm.name_or_path={name_or_path!r} has another vocabulary than the policy; "
                 "the token RM reads the policy's token ids, so it needs the same tokenizer"
             )
-    elif backbone == "lora" and shared_backbone is not None:
-        source = shared_backbone
+        borrowed = False
+    elif borrowed:
+        assert reference is not None
+        source = reference.module
     else:
         source = copy.deepcopy(policy)
     if gradient_checkpointing and backbone == "copy":
@@ -212,11 +178,14 @@ def build_token_rm(
     decoder, _ = _decoder_and_head(source)
     hidden_size = _hidden_size(source)
     if backbone == "lora":
-        decoder = _wrap_lora(decoder, lora or LoraSettings())
+        decoder = apply_lora(decoder, lora or LoraSettings(), task_type=None)
     else:
         for param in decoder.parameters():
             param.requires_grad_(True)
     model = TokenRewardModel(decoder, hidden_size, lora=backbone == "lora")
+    if borrowed:
+        assert reference is not None
+        reference.add_scope(model.adapters_disabled)
     if device is not None:
         model.head.to(device)
         model.backbone.to(device)
@@ -226,44 +195,43 @@ def build_token_rm(
 def token_rm_update(
     model: TokenRewardModel,
     optimizer: torch.optim.Optimizer,
-    tensors: TrainTensors,
+    batch: TrainBatch,
     labels: Tensor,
     *,
     micro_batch_size: int,
     autocast: bool = True,
     grad_clip: float | None = 1.0,
-    score_position: ScorePosition = "token",
-    dp_world_size: int = 1,
-    global_num_seqs: int | None = None,
+    score_position: ScorePosition = "previous",
+    runtime: Runtime | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """One RM optimizer step on the step's kept sequences; returns the *pre-update* logits.
 
     The sequences are walked in micro-batches; each forward (with grad) gives the logits h of
     the RM as it was before this step, which are kept (detached, ``[B, R]`` aligned with
-    ``tensors.loss_mask``) for the policy's token weights, and the loss share
-    :func:`oreal.token_rm.weights.token_rm_loss` over the global count S, whose
-    gradients add up to the full-batch gradient whatever the micro-batch size. S is
-    ``global_num_seqs``, the kept sequences of *all* ``dp_world_size`` ranks (ranks may keep
-    different numbers); in one process it defaults to this batch's B. One forward
-    serves both, as in the release (oreal.md §5 steps 7 and 9), so the weights of step n come
-    from the RM after n - 1 updates. Then the gradient norm is clipped and AdamW steps once.
+    ``batch.loss_mask``) for the policy's token weights, and the loss share
+    :func:`oreal.token_rm.weights.token_rm_loss` over the global count S, whose gradients add up
+    to the full-batch gradient whatever the micro-batch size. S counts the kept sequences of
+    *all* ranks (ranks may keep different numbers): ``runtime`` all-reduces it and keeps the
+    ranks' sharded forwards in lockstep. One forward serves both, as in the release (OREAL
+    Algorithm 1 lines 10-12), so the weights of step n come from the RM after n - 1 updates.
+    Then the gradient norm is clipped (over all ranks' gradients) and AdamW steps once.
 
-    Returns ``(scores, {"rm_loss": L_RM before the update, "rm_grad_norm": ...})``.
+    Returns ``(scores, {"rm_loss": L_RM before the update, "rm_grad_norm": ...})``; the loss is
+    the global value when ``runtime`` is given, this rank's share otherwise.
     """
     if micro_batch_size < 1:
         raise ValueError("micro_batch_size must be >= 1")
-    if dp_world_size > 1 and global_num_seqs is None:
-        raise ValueError("with dp_world_size > 1 pass global_num_seqs (all ranks' sequences)")
-    device = tensors.input_ids.device
-    num_seqs = len(tensors)
-    total_seqs = num_seqs if global_num_seqs is None else global_num_seqs
-    scores = torch.zeros(tensors.loss_mask.shape, dtype=torch.float32, device=device)
+    runtime = runtime or Runtime()
+    device = batch.input_ids.device
+    total_seqs = int(runtime.all_reduce(torch.tensor([len(batch)]))[0])
+    scores = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=device)
     labels = labels.to(device)
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    total = 0.0
-    for start in range(0, num_seqs, micro_batch_size):
-        part = tensors[start : start + micro_batch_size]
+    total = torch.zeros((), dtype=torch.float64)
+    for rows in runtime.lockstep(len(batch), micro_batch_size):
+        part = batch[rows] if rows is not None else batch.placeholder()
+        part_labels = labels[rows] if rows is not None else torch.zeros(1, device=device)
         with autocast_context(device, autocast):
             logits = model(
                 part.input_ids,
@@ -271,18 +239,22 @@ def token_rm_update(
                 part.response_mask,
                 score_position=score_position,
             )
-        loss = token_rm_loss(
-            logits,
-            part.loss_mask,
-            labels[start : start + micro_batch_size],
-            total_seqs,
-            dp_world_size=dp_world_size,
-        )
+        if rows is None:
+            loss = logits.sum() * 0.0  # joins the collectives, adds nothing
+        else:
+            loss = token_rm_loss(
+                logits,
+                part.loss_mask,
+                part_labels,
+                max(total_seqs, 1),
+                dp_world_size=runtime.world_size,
+            )
+            scores[rows, : logits.shape[1]] = logits.detach()
+            total += float(loss.detach()) / runtime.world_size
         loss.backward()
-        total += float(loss.detach()) / dp_world_size
-        scores[start : start + micro_batch_size, : logits.shape[1]] = logits.detach()
     clip = grad_clip if grad_clip is not None else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return scores, {"rm_loss": total, "rm_grad_norm": float(grad_norm)}
+    rm_loss = float(runtime.all_reduce(total)) if runtime.distributed else float(total)
+    return scores, {"rm_loss": rm_loss, "rm_grad_norm": full_value(grad_norm)}

@@ -1,120 +1,196 @@
-"""Checkpoints that resume exactly: weights, optimizer, scheduler, RNG states, step, data order.
+"""Checkpoints that resume exactly and hold only data: safetensors and JSON, no pickle.
 
 Layout of ``RUN_DIR/checkpoints/step-000010/``::
 
-    policy/            save_pretrained() output: loads back with transformers as it is
-    trainer_state.pt   optimizer + scheduler state dicts, RNG states, step, data position
-    extra/<name>.pt    other trained modules' tensors (OREAL's token reward model); their
-                       optimizer and scheduler states live in trainer_state.pt under ``extra``
+    policy/              save_pretrained() output (merged weights for LoRA): loads with plain
+                         transformers, no oreal and no peft needed
+    adapter/             LoRA only: the peft adapter (adapter_config.json + safetensors)
+    token_rm.safetensors OREAL's token RM, its trained tensors (all, or adapters + head)
+    optimizer/NAME.safetensors + NAME.json
+                         the full (unsharded) AdamW state of the policy / token RM, keyed by
+                         parameter name: tensors in safetensors, the rest (param groups) in JSON
+    trainer_state.json   step, data position, LR schedules, format version
 
-A checkpoint is written into a temporary folder and renamed into place, so an interrupted save
-never leaves a half-written checkpoint that ``--resume`` would pick up.
+Nothing here is executed when read: a run directory someone sends you is data. There is no
+random-number state to save: every draw is keyed by (seed, purpose, step, ...)
+(:mod:`oreal.seeding`). Under data parallelism the trainer gathers full tensors to the main
+rank, which writes; every rank reads the checkpoint back and shards it again. A checkpoint is
+written into ``step-N.tmp`` and renamed into place (:func:`oreal.atomic.atomic_dir`), so a kill
+never leaves a half-written checkpoint that ``--resume`` would take.
 """
 
 from __future__ import annotations
 
-import random
+import json
 import re
-import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+
+from oreal.atomic import atomic_dir
+
+__all__ = [
+    "CHECKPOINT_PATTERN",
+    "FORMAT",
+    "Checkpoint",
+    "checkpoint_dir",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "read_checkpoint",
+    "write_checkpoint",
+]
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
+FORMAT = 2
 
 
 @dataclass
-class TrainerState:
-    """Everything besides the weights that a resumed run needs to continue bit-for-bit."""
+class Checkpoint:
+    """Everything besides the policy's weights that a resumed run needs, plus the tensors."""
 
     step: int
-    data_position: int
     data_epoch: int
-    optimizer: dict[str, Any]
-    scheduler: dict[str, Any]
-    rng: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def capture_rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    data_position: int
+    schedulers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    token_rm: dict[str, torch.Tensor] | None = None
+    adapter: dict[str, torch.Tensor] | None = None
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step:06d}"
 
 
-def save_checkpoint(
-    run_dir: Path,
-    step: int,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    state: TrainerState,
-    extra_modules: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]] | None = None,
-) -> Path:
-    """Write the checkpoint of ``step`` atomically and return its folder.
-
-    ``extra_modules`` maps a name to a module (its ``state_dict()`` is saved) or directly to a
-    dict of tensors (e.g. only the trainable part of a module that shares frozen weights).
-    """
-    final = checkpoint_dir(run_dir, step)
-    staging = final.with_name(final.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging / "policy", safe_serialization=True)
-    tokenizer.save_pretrained(staging / "policy")
-    for name, module in (extra_modules or {}).items():
-        (staging / "extra").mkdir(exist_ok=True)
-        tensors = module.state_dict() if isinstance(module, torch.nn.Module) else dict(module)
-        torch.save(tensors, staging / "extra" / f"{name}.pt")
-    torch.save(state.__dict__, staging / "trainer_state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
-    return final
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (a ``.tmp`` staging folder never counts)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if path.is_dir()
+        and (match := CHECKPOINT_PATTERN.match(path.name))
+        and (path / "trainer_state.json").is_file()
+    ]
+    return [path for _, path in sorted(found)]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return None
-    steps = [
-        (int(match.group(1)), path)
-        for path in folder.iterdir()
-        if path.is_dir() and (match := CHECKPOINT_PATTERN.match(path.name))
-    ]
-    return max(steps)[1] if steps else None
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
 
 
-def load_trainer_state(checkpoint: Path) -> TrainerState:
-    # weights_only=False: the file holds numpy RNG state and plain Python objects that we wrote.
-    raw = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
-    return TrainerState(**raw)
+# ------------------------------------------------------------------------------ optimizer state
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a full optimizer state dict into tensors and a JSON skeleton."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton: dict[str, Any] = {"state": {}, "param_groups": []}
+    for name, values in state["state"].items():
+        entry: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}/{key}"] = value.detach().cpu().contiguous()
+                entry[key] = {"tensor": f"{name}/{key}"}
+            else:
+                entry[key] = value
+        skeleton["state"][str(name)] = entry
+    for group in state["param_groups"]:
+        skeleton["param_groups"].append(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+        )
+    return tensors, skeleton
 
 
-def load_extra_state(checkpoint: Path, name: str) -> dict[str, torch.Tensor]:
-    """The tensors saved under ``extra_modules[name]`` (on the CPU)."""
-    return torch.load(checkpoint / "extra" / f"{name}.pt", map_location="cpu", weights_only=True)
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict[str, Any]) -> dict:
+    state = {
+        name: {
+            key: tensors[value["tensor"]] if isinstance(value, dict) else value
+            for key, value in entry.items()
+        }
+        for name, entry in skeleton["state"].items()
+    }
+    groups = []
+    for group in skeleton["param_groups"]:
+        restored = dict(group)
+        if "betas" in restored:
+            restored["betas"] = tuple(restored["betas"])
+        groups.append(restored)
+    return {"state": state, "param_groups": groups}
 
 
-def load_extra_module(checkpoint: Path, name: str, module: torch.nn.Module) -> None:
-    module.load_state_dict(load_extra_state(checkpoint, name))
+# ------------------------------------------------------------------------------ write / read
+def write_checkpoint(
+    run_dir: Path,
+    checkpoint: Checkpoint,
+    *,
+    policy: Any,
+    policy_state: dict[str, torch.Tensor],
+    tokenizer: Any,
+    adapter_writer: Any = None,
+) -> Path:
+    """Write ``checkpoint`` atomically (main rank only) and return its folder.
+
+    ``policy`` is a transformers model whose ``save_pretrained`` writes ``policy_state`` (the
+    full, merged weights) with its config; ``adapter_writer(folder)`` writes a LoRA adapter.
+    """
+    final = checkpoint_dir(run_dir, checkpoint.step)
+    with atomic_dir(final) as staging:
+        policy.save_pretrained(staging / "policy", state_dict=policy_state, safe_serialization=True)
+        tokenizer.save_pretrained(staging / "policy")
+        if adapter_writer is not None:
+            adapter_writer(staging / "adapter")
+        if checkpoint.token_rm is not None:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint.token_rm.items()}
+            save_file(tensors, str(staging / "token_rm.safetensors"))
+        (staging / "optimizer").mkdir()
+        for name, state in checkpoint.optimizers.items():
+            tensors, skeleton = _flatten_optimizer(state)
+            save_file(tensors, str(staging / "optimizer" / f"{name}.safetensors"))
+            (staging / "optimizer" / f"{name}.json").write_text(json.dumps(skeleton))
+        record = {
+            "format": FORMAT,
+            "step": checkpoint.step,
+            "data_epoch": checkpoint.data_epoch,
+            "data_position": checkpoint.data_position,
+            "schedulers": checkpoint.schedulers,
+        }
+        (staging / "trainer_state.json").write_text(json.dumps(record, indent=2) + "\n")
+    return final
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read (missing, from another format, damaged)."""
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Everything of a checkpoint but the policy weights (``path / "policy"``); data only."""
+    state_file = path / "trainer_state.json"
+    try:
+        record = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{state_file} cannot be read: {error}") from None
+    if record.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} was written by another oreal version (format {record.get('format')}, "
+            f"this one reads {FORMAT})"
+        )
+    optimizers = {}
+    for json_file in sorted((path / "optimizer").glob("*.json")):
+        tensors = load_file(str(json_file.with_suffix(".safetensors")))
+        skeleton = json.loads(json_file.read_text())
+        optimizers[json_file.stem] = _unflatten_optimizer(tensors, skeleton)
+    token_rm = path / "token_rm.safetensors"
+    adapter = path / "adapter" / "adapter_model.safetensors"
+    return Checkpoint(
+        step=int(record["step"]),
+        data_epoch=int(record["data_epoch"]),
+        data_position=int(record["data_position"]),
+        schedulers=record.get("schedulers", {}),
+        optimizers=optimizers,
+        token_rm=load_file(str(token_rm)) if token_rm.is_file() else None,
+        adapter=load_file(str(adapter)) if adapter.is_file() else None,
+    )

@@ -18,6 +18,21 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class LoraConfig(Section):
+    """LoRA adapters on the policy (peft; Hu et al., arXiv 2106.09685). Off when ``rank`` is 0.
+
+    The frozen base is the KL reference (no second copy); checkpoints hold the adapter and a
+    merged model that plain ``AutoModelForCausalLM.from_pretrained`` loads.
+    """
+
+    rank: int = Field(0, ge=0, description="LoRA rank r; 0 trains every weight (no LoRA).")
+    alpha: float = Field(32.0, gt=0.0, description="LoRA alpha; the update is scaled by alpha/r.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="peft target_modules: 'all-linear' or module names."
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class ModelConfig(Section):
     name_or_path: str = Field(
         "embedded",
@@ -27,6 +42,7 @@ class ModelConfig(Section):
     bf16_autocast: bool = Field(True, description="bf16 compute, fp32 master weights.")
     gradient_checkpointing: bool = False
     cache_dir: str | None = None
+    lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
 class DataConfig(Section):
@@ -52,10 +68,61 @@ class RolloutConfig(Section):
     max_batch_size: int = Field(64, ge=1, description="Sequences per generate() call.")
 
 
+class RewardTermConfig(Section):
+    """One reward term: ``verifier``, ``module:function`` or ``path/file.py:function``."""
+
+    function: str
+    weight: float = Field(1.0, allow_inf_nan=False)
+    name: str | None = Field(None, description="Logged as reward/<name>; default: the function's.")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.function.rpartition(":")[2] if self.function != "verifier" else "verifier"
+
+
 class RewardConfig(Section):
-    function: str = Field("verifier", description="'verifier' or 'module:function'.")
-    mode: Literal["strict", "lenient"] = "strict"
-    timeout: float = Field(5.0, gt=0.0)
+    """The reward terms (oreal.rewards): each weighted and logged as ``reward/<name>``.
+
+    ``functions`` entries are a string (weight 1) or ``{function, weight, name}``.
+    """
+
+    functions: list[RewardTermConfig] = Field(
+        default_factory=lambda: [RewardTermConfig(function="verifier")]
+    )
+    mode: Literal["strict", "lenient"] = Field("strict", description="The verifier's mode.")
+    timeout: float = Field(5.0, gt=0.0, description="Seconds per verifier check.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _terms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "function" in data:
+            raise ValueError(
+                "reward.function was replaced by reward.functions, a list of terms: "
+                f"reward.functions=[{data['function']}]"
+            )
+        functions = data.get("functions")
+        if isinstance(functions, str):
+            functions = [functions]
+        if isinstance(functions, list):
+            data = {
+                **data,
+                "functions": [{"function": f} if isinstance(f, str) else f for f in functions],
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RewardConfig:
+        labels = [term.label for term in self.functions]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"reward.functions: give each term its own name; repeated {repeated}")
+        if not self.functions:
+            raise ValueError("reward.functions is empty: name at least one term (e.g. verifier)")
+        return self
 
 
 class AlgorithmConfig(Section):
@@ -116,11 +183,12 @@ class OptimConfig(Section):
 class TokenRMConfig(Section):
     """OREAL's token-level reward model (arXiv 2502.06781 §2.4; docs/token_rm.md).
 
-    The schedule defaults are the paper's and the release's (RM lr 2e-6 -> 4e-7 cosine with a
-    10-step warm-up, 10 policy-frozen steps). The weight defaults are a deliberate hybrid:
-    q_t from the cumulative mean (release) of h_t read at token t (paper's w(s_<=t)); the
-    presets ``oreal_qwen2.5_7b`` and ``oreal_paper_qwen2.5_7b`` pin each source's own pair.
-    The CPU demo preset ``demo_token_rm`` changes the schedule for a 135M model.
+    The defaults are the release's (InternLM/OREAL ``train_oreal.py`` @2859cc0): RM lr 2e-6 ->
+    4e-7 cosine after a 10-step warm-up lr·(s+1)/10 from step 0, 10 policy-frozen steps, q_t
+    from the cumulative mean of h_t read at the position *before* each token (the state that
+    produced it). ``weight_source: per_token`` and ``score_position: token`` are the paper's
+    reading (preset ``oreal_paper_qwen2.5_7b``). The CPU demo preset ``demo_token_rm`` changes
+    the schedule for a 135M model.
     """
 
     enabled: bool = Field(False, description="Train the token RM and weight the OREAL loss.")
@@ -146,7 +214,7 @@ class TokenRMConfig(Section):
         None, gt=0.0, le=1.0, description="Top-k ratio (release option 0.25); None: threshold."
     )
     score_position: Literal["token", "previous"] = Field(
-        "token", description="h_t from the state at token t (paper) or at t - 1 (release)."
+        "previous", description="h_t from the state at t - 1 (release) or at token t (paper)."
     )
     micro_batch_size: int | None = Field(None, ge=1, description="Default: train's.")
     lora_rank: int = Field(16, ge=1)
@@ -183,6 +251,17 @@ class OrealConfig(Section):
         data = self.model_dump(mode="json")
         data["algorithm"]["params"] = self.algorithm.resolved.model_dump(mode="json")
         return data
+
+    @model_validator(mode="after")
+    def _check_reward_terms(self) -> OrealConfig:
+        from oreal.rewards import RewardError, check_terms_for
+
+        terms = [(t.label, t.weight, t.function == "verifier") for t in self.reward.functions]
+        try:
+            check_terms_for(self.algorithm.resolved, terms)
+        except RewardError as error:
+            raise ValueError(str(error)) from None
+        return self
 
     @model_validator(mode="after")
     def _check_token_rm(self) -> OrealConfig:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from oreal.atomic import atomic_write_text
 from oreal.config_io import ConfigError
 
 PLOTTED_METRICS = (
     "reward_mean",
+    "pass_rate",
     "eval_accuracy",
     "response_length",
     "kl",
@@ -29,16 +31,31 @@ PLOTTED_METRICS = (
 )
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; a torn last line (a kill mid-write) is skipped."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}, line {number}: not valid JSON") from None
+    return records
+
+
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop the records of steps after ``last_step`` (they belong to a lost future)."""
+    """Drop the records of steps after ``last_step`` (they belong to a lost future); the file
+    is replaced atomically, so a kill meanwhile leaves the old one."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= last_step
-    ]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class MetricsWriter:
@@ -102,10 +119,7 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(run_dir / "metrics.jsonl")
 
 
 def plot_curves(run_dir: Path, output: Path | None = None) -> Path | None:

@@ -1,27 +1,38 @@
-"""What a run writes about itself: the run directory, per-step rollout metrics, the logged
+"""What a run writes about itself: the run directory, a step's metrics from its rows, the logged
 samples (``samples.jsonl``, read by ``oreal inspect``), the progress bar and the summary.
 
-Kept apart from :mod:`oreal.train.loop` so that the loop reads as the algorithm alone.
+Kept apart from :mod:`oreal.train.trainer` so that the trainer reads as the algorithm alone.
+Metrics are computed from compact per-row summaries gathered from every rank, so they are the
+step's global values under data parallelism.
 """
 
 from __future__ import annotations
 
-import json
+import statistics
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from oreal.algorithms import AdvantageResult
-from oreal.config_io import dump_config
+from oreal.atomic import atomic_write_json
+from oreal.batch import Rollout
+from oreal.config_io import ConfigError, dump_config
 from oreal.eval import EvalResult
-from oreal.rollout import RolloutBatch
-from oreal.token_rm import TokenRMOutput
 from oreal.train.config import OrealConfig
+
+__all__ = [
+    "eval_line",
+    "prepare_run_dir",
+    "progress_bar",
+    "row_summary",
+    "sample_record",
+    "step_metrics",
+    "write_summary",
+]
 
 
 def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:
@@ -37,7 +48,7 @@ def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{config.algorithm.name}-{stamp}"
     if (run_dir / "metrics.jsonl").exists():
-        raise FileExistsError(
+        raise ConfigError(
             f"{run_dir} already holds a run; use --resume {run_dir} or another run_dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,66 +56,78 @@ def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:
     return run_dir
 
 
-def rollout_metrics(
-    rollouts: RolloutBatch, scores: torch.Tensor, keep: torch.Tensor
-) -> dict[str, float]:
-    """Reward, pass rate, group statistics and lengths of one step's rollouts."""
-    k = rollouts.k
-    correct = scores.view(-1, k) > 0.5
-    per_group = correct.sum(dim=1)
-    lengths = torch.tensor([len(o.response_ids) for o in rollouts], dtype=torch.float32)
+def row_summary(row: Rollout) -> dict[str, Any]:
+    """The numbers of one rollout that the step's metrics are computed from."""
     return {
-        "reward_mean": float(scores.mean()),
-        "pass_rate": float(correct.float().mean()),
-        "groups_mixed": float(((per_group > 0) & (per_group < k)).float().mean()),
-        "groups_kept": float(keep.view(-1, k).any(dim=1).float().mean()),
-        "sequences_kept": float(keep.sum()),
-        "response_length": float(lengths.mean()),
-        "truncation_rate": float(sum(o.truncated for o in rollouts) / len(rollouts)),
+        "correct": row.correct,
+        "reward": row.reward,
+        "terms": row.reward_terms,
+        "tokens": row.num_tokens,
+        "truncated": row.truncated,
+        "keep": row.keep,
+        "group": row.group,
     }
 
 
-def sample_records(
-    rollouts: RolloutBatch,
-    scores: Sequence[float],
-    result: AdvantageResult,
-    kept: torch.Tensor,
-    rm_output: TokenRMOutput | None,
-    *,
-    tokenizer: Any,
-    verdicts: Sequence[Any] | None,
-    count: int,
-) -> list[dict[str, Any]]:
-    """Up to ``count`` rollouts of a step as ``samples.jsonl`` records.
+def step_metrics(rows: Sequence[dict[str, Any]], k: int) -> dict[str, float]:
+    """Reward, per-term rewards, pass rate, group statistics and lengths of one step."""
+    if not rows:
+        return {}
+    out: dict[str, float] = {
+        "reward_mean": statistics.fmean(r["reward"] for r in rows),
+        "response_length": statistics.fmean(r["tokens"] for r in rows),
+        "truncation_rate": statistics.fmean(float(r["truncated"]) for r in rows),
+        "sequences_kept": float(sum(r["keep"] for r in rows)),
+    }
+    terms: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        for name, value in r["terms"].items():
+            if value is not None:
+                terms[name].append(value)
+    for name, values in terms.items():
+        out[f"reward/{name}"] = statistics.fmean(values)
+    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["group"]].append(r)
+    out["groups_kept"] = statistics.fmean(any(r["keep"] for r in g) for g in groups.values())
+    if all(r["correct"] is not None for r in rows):
+        out["pass_rate"] = statistics.fmean(float(r["correct"]) for r in rows)
+        mixed = [0 < sum(r["correct"] for r in g) < len(g) for g in groups.values()]
+        out["groups_mixed"] = statistics.fmean(mixed)
+    return out
 
-    One sample per group (sample i of group i mod K), so a batch shows several prompts; with
-    a token RM the trained rows come first, since they carry the weights ``oreal inspect``
-    colours.
-    """
-    picks = [g * rollouts.k + g % rollouts.k for g in range(rollouts.num_prompts)]
-    rm_rows = {int(i): row for row, i in enumerate(kept)} if rm_output is not None else {}
-    if rm_rows:
-        picks = list(rm_rows) + [i for i in picks if i not in rm_rows]
-    samples = []
-    for i in picks[:count]:
-        output = rollouts.outputs[i]
-        sample: dict[str, Any] = {
-            "prompt": output.prompt,
-            "response": output.text,
-            "reward": scores[i],
-            "truncated": output.truncated,
-            "advantage": float(result.advantages[i]),
-            "kept": bool(result.keep[i]),
-            "tokens": [tokenizer.decode([t]) for t in output.response_ids],
-        }
-        if verdicts:
-            sample["extracted"] = verdicts[i].extracted
-            sample["reason"] = verdicts[i].reason
-        if i in rm_rows and rm_output is not None:
-            sample["positive"] = bool(result.positive[i])
-            sample.update(rm_output.sample_fields(rm_rows[i], len(output.response_ids)))
-        samples.append(sample)
-    return samples
+
+def sample_record(row: Rollout, tokenizer: Any) -> dict[str, Any]:
+    """One rollout as a ``samples.jsonl`` record (tokens and, with a token RM, their weights)."""
+    sample: dict[str, Any] = {
+        "group": row.group,
+        "sample": row.sample,
+        "prompt": row.prompt,
+        "response": row.text,
+        "reward": row.reward,
+        "reward_terms": row.reward_terms,
+        "correct": row.correct,
+        "truncated": row.truncated,
+        "advantage": row.advantage,
+        "kept": row.keep,
+        "tokens": [tokenizer.decode([t]) for t in row.response_ids],
+    }
+    if row.verdict is not None:
+        sample["extracted"] = row.verdict.extracted
+        sample["reason"] = row.verdict.reason
+    if row.token_weights is not None and row.token_q is not None:
+        sample["positive"] = bool(row.correct)
+        sample["token_weights"] = [round(w, 4) for w in row.token_weights.tolist()]
+        sample["token_q"] = [round(q, 4) for q in row.token_q.tolist()]
+    return sample
+
+
+def sample_candidates(rows: Sequence[Rollout], k: int, count: int) -> list[Rollout]:
+    """The rows a step logs: rows the token RM weighted first (``oreal inspect`` colours
+    them), then one per group (sample g mod K of group g), at most ``count``."""
+    weighted = [row for row in rows if row.token_weights is not None]
+    spread = [row for row in rows if row.sample == row.group % k and row not in weighted]
+    return (weighted + spread)[:count]
 
 
 def progress_bar(console: Console) -> Progress:
@@ -125,10 +148,15 @@ def eval_line(label: str, result: EvalResult) -> str:
 
 
 def write_summary(
-    run_dir: Path, *, steps: int, seconds: float, eval_problems: int, console: Console
+    run_dir: Path,
+    records: Sequence[dict[str, Any]],
+    *,
+    steps: int,
+    seconds: float,
+    eval_problems: int,
+    console: Console,
 ) -> dict[str, Any]:
-    """``summary.json`` from ``metrics.jsonl`` (first and last held-out accuracy), printed too."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    """``summary.json`` from the logged records (first and last held-out accuracy), printed."""
     evals = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -138,12 +166,15 @@ def write_summary(
         "eval_accuracy_before": evals[0] if evals else None,
         "eval_accuracy_after": evals[-1] if evals else None,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(run_dir / "summary.json", summary)
     if evals:
         gain = evals[-1] - evals[0]
         sign = "+" if gain >= 0 else ""
         console.print(
             f"eval accuracy {evals[0]:.1%} -> {evals[-1]:.1%} ({sign}{gain * 100:.1f} points) "
-            f"in {seconds / 60:.1f} min; run: {run_dir}"
+            f"in {seconds / 60:.1f} min; run: {run_dir}",
+            soft_wrap=True,
         )
+    else:
+        console.print(f"trained {steps} steps in {seconds / 60:.1f} min; run: {run_dir}")
     return summary

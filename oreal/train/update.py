@@ -1,129 +1,44 @@
-"""One policy update over a rollout batch: micro-batched, exactly normalised, clipped.
+"""One policy update over a step's kept rows: micro-batched, exactly normalised, clipped.
 
-The loss functions in :mod:`oreal.algorithms` divide by *global* counts; this module computes
-those counts once per optimizer step (before the first backward) and then walks micro-batches,
-so the gradient is the same for any ``micro_batch_size`` (tests/test_train_update.py).
+The losses in :mod:`oreal.algorithms` divide by *global* counts; this module counts them once
+per optimizer step, before the first backward (all-reduced over data-parallel ranks), then
+walks micro-batches, so the update is the same for any ``micro_batch_size`` and any number of
+ranks. Under data parallelism every rank runs the same number of forward/backward passes
+(:meth:`oreal.runtime.Runtime.lockstep`); a rank out of rows runs a placeholder whose loss is 0.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.optim.lr_scheduler import LambdaLR
-from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from oreal.algorithms import AlgorithmParams, LossNormalizers, compute_policy_loss
-from oreal.batch import TrainTensors
+from oreal.batch import TrainBatch
 from oreal.models import autocast_context, token_logprobs
+from oreal.runtime import Runtime, full_value
+from oreal.seeding import Purpose, derive_seed
+
+__all__ = ["global_normalizers", "policy_update"]
 
 
-class OptimizerSettings(Protocol):
-    """What :func:`make_optimizer` reads: ``optim`` and ``token_rm`` config sections both fit."""
-
-    lr: float
-    betas: tuple[float, float]
-    weight_decay: float
-    warmup_steps: int
-    min_lr_ratio: float
-
-
-def make_optimizer(
-    parameters: Iterable[torch.nn.Parameter], settings: OptimizerSettings, total_steps: int
-) -> tuple[torch.optim.AdamW, LambdaLR]:
-    """AdamW with transformers' cosine schedule: linear warm-up s/W over ``warmup_steps`` W
-    (so step 0 runs at LR 0), then cosine to ``min_lr_ratio`` x lr at ``total_steps``."""
-    optimizer = torch.optim.AdamW(
-        parameters, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
-    )
-    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=settings.warmup_steps,
-        num_training_steps=total_steps,
-        min_lr_rate=settings.min_lr_ratio,
-    )
-    return optimizer, scheduler
-
-
-def advance_schedule(scheduler: LambdaLR) -> None:
-    """Advance the LR schedule by one training step, also a step that took no optimizer step
-    (all groups filtered out, or a policy-frozen RM warm-up step: the release counts those)."""
-    with warnings.catch_warnings():
-        # torch warns when the schedule steps without an optimizer step since the last one.
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-        scheduler.step()
-
-
-@dataclass
-class UpdateBatch:
-    """The kept sequences of one step, as tensors the loss needs (rows aligned)."""
-
-    tensors: TrainTensors
-    advantages: Tensor
-    positive: Tensor
-    pass_rate: Tensor
-    token_weights: Tensor | None = None
-    old_logprobs: Tensor | None = None
-    ref_logprobs: Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.tensors)
-
-    def rows(self, index: Tensor) -> UpdateBatch:
-        tensors = self.tensors[index]
-        width = tensors.loss_mask.shape[1]
-
-        def cut(value: Tensor | None) -> Tensor | None:
-            return None if value is None else value[index][:, :width]
-
-        return UpdateBatch(
-            tensors,
-            self.advantages[index],
-            self.positive[index],
-            self.pass_rate[index],
-            cut(self.token_weights),
-            cut(self.old_logprobs),
-            cut(self.ref_logprobs),
-        )
-
-
-@torch.no_grad()
-def score_logprobs(
-    model: torch.nn.Module,
-    tensors: TrainTensors,
-    *,
-    micro_batch_size: int,
-    autocast: bool,
-    temperature: float = 1.0,
-) -> Tensor:
-    """Log-probs ``[B, R]`` of the response tokens under ``model`` (no gradient), micro-batched."""
-    device = tensors.input_ids.device
-    out = torch.zeros(tensors.loss_mask.shape, dtype=torch.float32, device=device)
-    for start in range(0, len(tensors), micro_batch_size):
-        part = tensors[start : start + micro_batch_size]
-        with autocast_context(device, autocast):
-            logprobs, _ = token_logprobs(
-                model,
-                part.input_ids,
-                part.attention_mask,
-                part.response_mask,
-                temperature=temperature,
-            )
-        out[start : start + micro_batch_size, : logprobs.shape[1]] = logprobs.float()
-    return out
+def global_normalizers(
+    batch: TrainBatch, runtime: Runtime, *, max_len: int | None
+) -> LossNormalizers:
+    """The step's N, N+, N-, B over every rank (LossNormalizers with ``dp_world_size`` R)."""
+    local = LossNormalizers.from_masks(batch.loss_mask, batch.positive, max_len=max_len)
+    counts = runtime.all_reduce(local.to_tensor())
+    return LossNormalizers.from_tensor(counts, max_len=max_len, dp_world_size=runtime.world_size)
 
 
 def policy_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     params: AlgorithmParams,
-    batch: UpdateBatch,
+    batch: TrainBatch,
     *,
+    runtime: Runtime,
     micro_batch_size: int,
     epochs: int = 1,
     minibatches: int = 1,
@@ -131,40 +46,45 @@ def policy_update(
     autocast: bool = True,
     temperature: float = 1.0,
     max_new_tokens: int | None = None,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    step: int = 0,
 ) -> dict[str, float]:
-    """``epochs`` x ``minibatches`` optimizer steps over ``batch``; returns averaged log values.
+    """``epochs`` x ``minibatches`` optimizer steps over this rank's ``batch``.
 
     With more than one optimizer step per batch the ratio to the rollout policy matters, so
     ``batch.old_logprobs`` must be set (PPO); with exactly one it may be None (ratio 1 in value,
-    the single-update regime of OREAL's release and 1-shot RLVR).
+    the single-update regime of OREAL's release and 1-shot RLVR). Mini-batches are a seeded
+    shuffle of this rank's rows, keyed by (seed, step, epoch, rank). Returns the step's logged
+    values: loss parts summed over micro-batches and ranks, averaged over optimizer steps.
     """
     if epochs * minibatches > 1 and batch.old_logprobs is None:
         raise ValueError("several optimizer steps per rollout batch need old_logprobs")
-    device = batch.tensors.input_ids.device
+    device = batch.input_ids.device
     trainable = [p for p in model.parameters() if p.requires_grad]
-    totals: dict[str, float] = defaultdict(float)
+    totals: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
+    grad_norms: list[float] = []
     optimizer_steps = 0
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(batch), generator=generator) if minibatches > 1 else None
-        for chunk in _split(len(batch), minibatches, order):
-            minibatch = batch.rows(chunk)
-            normalizers = LossNormalizers.from_masks(
-                minibatch.tensors.loss_mask, minibatch.positive, max_len=max_new_tokens
+    for epoch in range(epochs):
+        order = torch.arange(len(batch))
+        if minibatches > 1:
+            shuffle = torch.Generator().manual_seed(
+                derive_seed(seed, Purpose.TRAIN_STEP, step, epoch, runtime.rank)
             )
+            order = torch.randperm(len(batch), generator=shuffle)
+        for chunk in torch.tensor_split(order, minibatches):
+            minibatch = batch[chunk]
+            normalizers = global_normalizers(minibatch, runtime, max_len=max_new_tokens)
             optimizer.zero_grad(set_to_none=True)
-            for start in range(0, len(minibatch), micro_batch_size):
-                micro = minibatch.rows(
-                    torch.arange(start, min(start + micro_batch_size, len(minibatch)))
-                )
-                tensors = micro.tensors
+            for rows in runtime.lockstep(len(minibatch), micro_batch_size):
+                # A placeholder has no loss token: its loss and parts are exactly 0.
+                part = minibatch[rows] if rows is not None else batch.placeholder()
                 with autocast_context(device, autocast):
                     logprobs, entropy = token_logprobs(
                         model,
-                        tensors.input_ids,
-                        tensors.attention_mask,
-                        tensors.response_mask,
+                        part.input_ids,
+                        part.attention_mask,
+                        part.response_mask,
                         with_entropy=True,
                         temperature=temperature,
                     )
@@ -173,28 +93,26 @@ def policy_update(
                 loss, parts = compute_policy_loss(
                     params,
                     logprobs=logprobs.float(),
-                    response_mask=tensors.loss_mask,
-                    advantages=micro.advantages,
+                    response_mask=part.loss_mask,
+                    advantages=part.advantages,
                     normalizers=normalizers,
-                    old_logprobs=micro.old_logprobs,
-                    ref_logprobs=micro.ref_logprobs,
+                    old_logprobs=part.old_logprobs,
+                    ref_logprobs=part.ref_logprobs,
                     entropy=None if entropy is None else entropy.float(),
-                    token_weights=micro.token_weights,
-                    positive=micro.positive,
-                    pass_rate=micro.pass_rate,
+                    token_weights=part.token_weights,
+                    positive=part.positive,
+                    pass_rate=part.pass_rate,
                 )
                 loss.backward()
                 for key, value in parts.items():
                     totals[key] += float(value)
             clip = grad_clip if grad_clip is not None else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, clip)
-            totals["grad_norm"] += float(grad_norm)
+            grad_norms.append(full_value(grad_norm))
             optimizer.step()
             optimizer_steps += 1
-    # Parts are sums over micro-batches of one optimizer step: average over optimizer steps.
-    return {key: value / optimizer_steps for key, value in totals.items()}
-
-
-def _split(size: int, parts: int, order: Tensor | None) -> list[Tensor]:
-    index = order if order is not None else torch.arange(size)
-    return [chunk for chunk in torch.tensor_split(index, min(parts, size)) if len(chunk)]
+    names = sorted(totals)
+    summed = runtime.all_reduce(torch.stack([totals[k] for k in names])) if names else None
+    out = {k: float(summed[i]) / optimizer_steps for i, k in enumerate(names)} if names else {}
+    out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    return out

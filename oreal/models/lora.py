@@ -1,0 +1,108 @@
+"""LoRA on the policy through peft (Hu et al., arXiv 2106.09685), and merged weights.
+
+Only the adapters train; the frozen base is also the KL reference (scored with the adapters
+disabled, :class:`oreal.models.reference.FrozenReference`), so no second copy of the model is
+kept. :func:`merge_lora` turns a peft state dict into plain transformers weights
+W' = W + (α/r)·B·A, which is what a checkpoint's ``policy/`` holds (``from_pretrained`` loads
+it with no peft installed) and what a rollout engine with its own weights is synced with. It
+works on a gathered (FSDP-unsharded) state dict as well as on a local one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PEFT_HINT", "LoraSettings", "apply_lora", "is_lora", "merge_lora", "require_peft"]
+
+PEFT_HINT = "pip install 'oreal[peft]'"
+ADAPTER = "default"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """``model.lora`` / ``token_rm.lora_*``: rank r, alpha α, target modules, dropout."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: str | list[str] = field(default="all-linear")
+
+
+def require_peft(what: str = "LoRA") -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{what} needs the peft package: {PEFT_HINT}") from error
+
+
+def apply_lora(
+    model: nn.Module, settings: LoraSettings, *, task_type: str | None = "CAUSAL_LM"
+) -> nn.Module:
+    """Wrap ``model`` with trainable LoRA adapters; every base weight is frozen.
+
+    ``task_type=None`` wraps a bare module (the token RM's decoder) rather than a causal LM.
+    """
+    require_peft()
+    from peft import LoraConfig, get_peft_model
+
+    for param in model.parameters():
+        param.requires_grad_(False)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        bias="none",
+        task_type=task_type,
+    )
+    return get_peft_model(model, config)
+
+
+def is_lora(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def lora_scaling(model: nn.Module) -> float:
+    config = model.peft_config[ADAPTER]  # type: ignore[index]
+    return float(config.lora_alpha) / float(config.r)
+
+
+def merge_lora(state: Mapping[str, Tensor], scaling: float) -> dict[str, Tensor]:
+    """Plain transformers weights from a peft LoRA state dict (``base_model.model.`` keys).
+
+    For each adapted linear layer W' = W + scaling·B·A in fp32, cast back to W's dtype;
+    other weights pass through with the peft prefix removed.
+    """
+    prefix = "base_model.model."
+    merged: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if ".lora_A." in key or ".lora_B." in key or ".lora_dropout." in key:
+            continue
+        name = key.removeprefix(prefix)
+        if ".base_layer." in name:
+            module = key[: key.index(".base_layer.")]
+            name = name.replace(".base_layer.", ".")
+            lora_a = state.get(f"{module}.lora_A.{ADAPTER}.weight")
+            lora_b = state.get(f"{module}.lora_B.{ADAPTER}.weight")
+            if lora_a is not None and lora_b is not None and name.endswith(".weight"):
+                delta = scaling * (lora_b.float() @ lora_a.float())
+                value = (value.float() + delta).to(value.dtype)
+        merged[name] = value
+    return merged
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """:func:`merge_lora` of a local (unsharded) peft model, on the CPU."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return merge_lora(state, lora_scaling(model))
+
+
+@torch.no_grad()
+def trainable_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The tensors that train (LoRA adapters), keyed as in ``model.state_dict()``."""
+    names = {name for name, param in model.named_parameters() if param.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}

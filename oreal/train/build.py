@@ -1,0 +1,240 @@
+"""Building a run's components from its config (and the Python API's objects), in the order
+that lets every mistake surface before any model loads.
+
+1. the algorithm (validated with the config; plug-ins imported), the reward terms (user
+   functions imported), the training and evaluation problems, the prompt template, the device;
+2. the policy and its tokenizer; from the *initial* policy the frozen reference and the token RM;
+   then LoRA adapters, the resumed weights, the rollout engine;
+3. sharding (data parallelism) and the optimizers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from oreal.algorithms import AlgorithmParams
+from oreal.data import Problem, get_template, load_problems, render_prompt
+from oreal.data.loaders import problems_from_rows
+from oreal.models import load_policy, prepare_tokenizer
+from oreal.models.logprobs import _decoder_and_head
+from oreal.models.lora import LoraSettings, apply_lora
+from oreal.models.reference import FrozenReference
+from oreal.optim import make_optimizer
+from oreal.rewards import RewardError, RewardStage, build_terms, check_terms_for
+from oreal.rollout import Generator, HFGenerator
+from oreal.runtime import Runtime
+from oreal.token_rm import TokenRMTrainer
+from oreal.train.checkpoint import Checkpoint
+from oreal.train.config import OrealConfig
+
+__all__ = ["BuildError", "Components", "build_components", "decoder_layers", "problems_from"]
+
+RewardFunc = str | Callable[..., Any]
+
+
+class BuildError(ValueError):
+    """Something in the config or the arguments that cannot make a run (one clear line)."""
+
+
+@dataclass
+class Components:
+    """What a trainer trains with; the trainer owns what a checkpoint must hold of it."""
+
+    algorithm: AlgorithmParams
+    reward: RewardStage
+    train_problems: list[Problem]
+    eval_problems: list[Problem]
+    policy: nn.Module
+    tokenizer: Any
+    reference: FrozenReference | None
+    token_rm: TokenRMTrainer | None
+    generator: Generator
+    generator_shares_policy: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+def problems_from(
+    source: Any, config: OrealConfig, *, label: str, limit: int | None = None
+) -> list[Problem]:
+    """Problems from a source string, a ``datasets.Dataset``, a list of dicts or of Problems."""
+    fields = {
+        "question_field": config.data.question_field,
+        "answer_field": config.data.answer_field,
+    }
+    if isinstance(source, str):
+        return load_problems(source, limit=limit, **fields)
+    rows = list(source)
+    if rows and all(isinstance(row, Problem) for row in rows):
+        return rows[:limit] if limit is not None else rows
+    located = ((dict(row), None, index) for index, row in enumerate(rows))
+    return problems_from_rows(located, label, limit=limit, id_prefix=label, **fields)
+
+
+def _reward_stage(config: OrealConfig, reward_funcs: Any) -> RewardStage:
+    if reward_funcs is None:
+        specs: list[tuple[RewardFunc, float, str | None]] = [
+            (term.function, term.weight, term.name) for term in config.reward.functions
+        ]
+    else:
+        items = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        specs = [(item, 1.0, None) for item in items]
+    stage = build_terms(specs, mode=config.reward.mode, timeout=config.reward.timeout)
+    try:
+        check_terms_for(config.algorithm.resolved, stage.describe())
+    except RewardError:
+        stage.close()
+        raise
+    return stage
+
+
+def _check_device(config: OrealConfig) -> str | None:
+    device = config.model.device
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only torch" if torch.version.cuda is None else "no visible GPU"
+        raise BuildError(f"model.device=cuda, but this machine has {build}; use model.device=cpu")
+    return None if device == "auto" else device
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The decoder blocks of a causal LM (or of its LoRA wrapper): the units FSDP shards."""
+    decoder, _ = _decoder_and_head(model)
+    layers = getattr(decoder, "layers", None) or getattr(decoder, "h", None)
+    return list(layers) if layers is not None else []
+
+
+def _load_policy(
+    config: OrealConfig, model: Any, tokenizer: Any, runtime: Runtime
+) -> tuple[nn.Module, Any]:
+    if model is None or isinstance(model, str):
+        name = model or config.model.name_or_path
+        return load_policy(
+            name,
+            device=runtime.device,
+            cache_dir=config.model.cache_dir,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+        )
+    if not isinstance(model, nn.Module):
+        raise BuildError(f"model must be a name, a path or a PreTrainedModel, got {type(model)}")
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        source = getattr(model.config, "_name_or_path", "") or ""
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError):
+            raise BuildError(
+                "pass tokenizer= with a model object whose tokenizer cannot be loaded from "
+                f"its name_or_path ({source!r})"
+            ) from None
+    model.to(runtime.device)
+    return model, prepare_tokenizer(tokenizer)
+
+
+def build_components(
+    config: OrealConfig,
+    runtime: Runtime,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    reward_funcs: Any = None,
+    train_dataset: Any = None,
+    eval_dataset: Any = None,
+    generator: Generator | None = None,
+    resume: Checkpoint | None = None,
+    resume_policy: Callable[[nn.Module], None] | None = None,
+) -> Components:
+    """Everything a run trains with (module docstring for the order)."""
+    algorithm = config.algorithm.resolved
+    reward = _reward_stage(config, reward_funcs)
+    try:
+        source = train_dataset if train_dataset is not None else config.data.train
+        train = problems_from(source, config, label="train_dataset")
+        if not train:
+            raise BuildError(f"the training data ({_name(source)}) holds no problem")
+        eval_source = eval_dataset if eval_dataset is not None else config.data.eval
+        evaluation = (
+            problems_from(eval_source, config, label="eval_dataset", limit=config.data.eval_limit)
+            if eval_source is not None
+            else []
+        )
+        get_template(config.data.template)
+        _check_device(config)
+        policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
+        render_prompt(train[0], tokenizer, config.data.template)  # a chat template is there
+    except BaseException:
+        reward.close()
+        raise
+    lora = config.model.lora
+    plain_copy = copy.deepcopy(policy) if runtime.distributed and generator is None else None
+    reference = None
+    if algorithm.needs_reference and lora.rank == 0:
+        reference = FrozenReference.copy_of(policy)
+    token_rm = None
+    if config.token_rm.enabled:
+        token_rm = TokenRMTrainer(
+            config.token_rm,
+            policy,
+            reference=reference,
+            tokenizer=tokenizer,
+            runtime=runtime,
+            autocast=config.model.bf16_autocast,
+            micro_batch_size=config.train.micro_batch_size,
+            total_steps=config.train.steps,
+            cache_dir=config.model.cache_dir,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+        )
+    if lora.rank > 0:
+        settings = LoraSettings(lora.rank, lora.alpha, lora.dropout, lora.target_modules)
+        policy = apply_lora(policy, settings)
+        if algorithm.needs_reference:
+            reference = FrozenReference.lora_base_of(policy)
+    if resume_policy is not None:
+        resume_policy(policy)
+    shares = generator is None and plain_copy is None
+    if generator is None:
+        engine_model = plain_copy if plain_copy is not None else policy
+        generator = HFGenerator(
+            engine_model,
+            tokenizer,
+            max_batch_size=config.rollout.max_batch_size,
+            autocast=config.model.bf16_autocast,
+        )
+    runtime.shard(policy, decoder_layers(policy))
+    if reference is not None and not reference.shared_with_policy:
+        runtime.shard(reference.module, decoder_layers(reference.module))
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer, scheduler = make_optimizer(trainable, config.optim, config.train.steps)
+    if resume is not None:
+        runtime.load_optimizer_state(policy, optimizer, resume.optimizers["policy"])
+        scheduler.load_state_dict(resume.schedulers["policy"])
+        if token_rm is not None:
+            if resume.token_rm is None or "token_rm" not in resume.optimizers:
+                raise BuildError("the checkpoint has no token RM state (the run had token_rm off)")
+            token_rm.load(
+                resume.token_rm, resume.optimizers["token_rm"], resume.schedulers["token_rm"]
+            )
+    return Components(
+        algorithm=algorithm,
+        reward=reward,
+        train_problems=train,
+        eval_problems=evaluation,
+        policy=policy,
+        tokenizer=tokenizer,
+        reference=reference,
+        token_rm=token_rm,
+        generator=generator,
+        generator_shares_policy=shares,
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )
+
+
+def _name(source: Any) -> str:
+    return source if isinstance(source, str) else type(source).__name__
