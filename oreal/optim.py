@@ -24,7 +24,13 @@ from typing import Protocol
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["OptimizerSettings", "advance_schedule", "lr_factor", "make_optimizer"]
+__all__ = [
+    "OptimizerSettings",
+    "advance_schedule",
+    "lr_factor",
+    "make_optimizer",
+    "restore_schedule",
+]
 
 
 class OptimizerSettings(Protocol):
@@ -77,3 +83,15 @@ def advance_schedule(scheduler: LambdaLR) -> None:
         # torch warns when the schedule steps without an optimizer step since the last one.
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         scheduler.step()
+
+
+def restore_schedule(scheduler: LambdaLR, state: dict[str, object]) -> None:
+    """Load a schedule's ``state_dict`` and put its current LR into the optimizer.
+
+    ``LambdaLR.load_state_dict`` restores the step count but leaves the optimizer's LR at
+    its construction value; a run resumed before its first optimizer step (an empty
+    optimizer state, nothing else to carry the LR) would otherwise train at the wrong LR.
+    """
+    scheduler.load_state_dict(state)
+    for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr

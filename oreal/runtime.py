@@ -160,7 +160,14 @@ class Runtime:
     def full_optimizer_state(
         self, model: nn.Module, optimizer: torch.optim.Optimizer
     ) -> dict[str, Any]:
-        """The optimizer state keyed by parameter name, unsharded, on the main rank."""
+        """The optimizer state keyed by parameter name, unsharded, on the main rank.
+
+        Before the first optimizer step the state is empty, and it is returned empty: torch's
+        ``get_optimizer_state_dict`` would otherwise initialise it with a zero-gradient step,
+        which Adam counts, so saving would change the run.
+        """
+        if not optimizer.state:
+            return {"state": {}, "param_groups": []}
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_optimizer_state_dict,
@@ -184,7 +191,14 @@ class Runtime:
     def load_optimizer_state(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
     ) -> None:
-        """Load a :meth:`full_optimizer_state` (read on every rank) into a sharded optimizer."""
+        """Load a :meth:`full_optimizer_state` (read on every rank) into a sharded optimizer.
+
+        A state saved before the first optimizer step is empty and is not loaded: loading it
+        would make torch initialise the moments with one zero-gradient step, which counts as
+        a step (Adam's bias correction would then be one step ahead).
+        """
+        if not state.get("state"):
+            return
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_optimizer_state_dict,

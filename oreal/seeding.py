@@ -26,6 +26,7 @@ class Purpose(IntEnum):
     SELECTION = 2  # OREAL's 1+1 pick of a correct and a wrong rollout per group
     SAMPLING = 3  # token sampling (the rollout backends)
     TRAIN_STEP = 4  # torch's global RNG during a step's forward/backward (dropout)
+    INIT = 5  # new weights a run creates (LoRA adapters), the same in every run of a seed
 
 
 def derive_seed(seed: int, purpose: Purpose, *indices: int) -> int:

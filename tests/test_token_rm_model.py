@@ -59,9 +59,9 @@ def test_head_starts_at_zero_and_the_first_step_moves_only_the_head() -> None:
     before = {n: p.detach().clone() for n, p in rm.named_parameters()}
     # weight_decay=0: AdamW's decoupled decay would shrink the backbone even with zero grads.
     optimizer = torch.optim.AdamW(rm.trainable_parameters(), lr=1e-2, weight_decay=0.0)
-    scores = rm(tensors.input_ids, tensors.attention_mask, tensors.response_mask)
-    assert torch.equal(scores, torch.zeros_like(scores))
-    token_rm_loss(scores, tensors.loss_mask, labels, num_seqs=8).backward()
+    logits = rm(tensors.input_ids, tensors.attention_mask, tensors.response_mask)
+    assert torch.equal(logits, torch.zeros_like(logits))
+    token_rm_loss(logits, tensors.loss_mask, labels, num_seqs=8).backward()
     backbone_grads = [p.grad for n, p in rm.named_parameters() if not n.startswith("head")]
     assert all(g is None or torch.count_nonzero(g) == 0 for g in backbone_grads)
     assert torch.count_nonzero(rm.head.weight.grad) > 0
@@ -80,10 +80,10 @@ def test_update_returns_pre_update_scores_and_is_micro_batch_invariant() -> None
         torch.nn.init.normal_(rm.head.weight, std=0.5, generator=torch.Generator().manual_seed(2))
         expected = rm(tensors.input_ids, tensors.attention_mask, tensors.response_mask).detach()
         optimizer = torch.optim.SGD(rm.trainable_parameters(), lr=0.1)
-        scores, parts = token_rm_update(
+        logits, parts = token_rm_update(
             rm, optimizer, tensors, labels.float(), micro_batch_size=micro, autocast=False
         )
-        assert torch.allclose(scores, expected, atol=1e-5)  # the RM *before* its update
+        assert torch.allclose(logits, expected, atol=1e-5)  # the RM *before* its update
         results.append((parts["rm_loss"], rm.head.weight.detach().clone()))
     for loss, head in results[1:]:
         assert loss == pytest.approx(results[0][0], rel=1e-5)
@@ -159,17 +159,17 @@ def test_rm_learns_the_deciding_token(position: str) -> None:
         )
     tensors, labels, where = deciding_token_batch(64, torch.Generator().manual_seed(99))
     with torch.no_grad():
-        scores = rm(
+        logits = rm(
             tensors.input_ids,
             tensors.attention_mask,
             tensors.response_mask,
             score_position=position,
         )
-    auc = roc_auc(sequence_logits(scores, tensors.loss_mask), labels)
+    auc = roc_auc(sequence_logits(logits, tensors.loss_mask), labels)
     assert auc is not None and auc > 0.95, auc
 
     positive = labels.bool()
-    weights = oreal_token_weights(scores, tensors.loss_mask, positive).weights
+    weights = oreal_token_weights(logits, tensors.loss_mask, positive).weights
     shift = 0 if position == "token" else 1
     first = where + shift  # the first token whose h_t has seen the deciding token
     steps = torch.arange(LENGTH)[None, :]
@@ -178,7 +178,7 @@ def test_rm_learns_the_deciding_token(position: str) -> None:
     # Credit goes to the tokens whose score saw the deciding token, not to the prefix before.
     assert weights[credited].mean() > weights[before].mean() + 0.2
     # The largest rise of the token logit h_t happens exactly there.
-    jump = (scores[:, 1:] - scores[:, :-1]).argmax(dim=1) + 1
+    jump = (logits[:, 1:] - logits[:, :-1]).argmax(dim=1) + 1
     rows = positive & (where > 0) & (first < LENGTH)
     assert (jump[rows] == first[rows]).float().mean() >= 0.9
 

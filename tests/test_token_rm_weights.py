@@ -22,32 +22,32 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def _scores() -> tuple[torch.Tensor, torch.Tensor]:
+def _logits() -> tuple[torch.Tensor, torch.Tensor]:
     # Row 0 has 4 response tokens, row 1 has 2 (compact layout: padding on the right).
-    scores = torch.tensor([[1.0, -3.0, 2.0, 4.0], [-1.0, 0.5, 9.0, 9.0]])
+    logits = torch.tensor([[1.0, -3.0, 2.0, 4.0], [-1.0, 0.5, 9.0, 9.0]])
     mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
-    return scores, mask
+    return logits, mask
 
 
 def test_cumulative_mean_probability_matches_a_hand_computation() -> None:
-    scores, mask = _scores()
-    q = token_probabilities(scores, mask, "cumulative_mean")
+    logits, mask = _logits()
+    q = token_probabilities(logits, mask, "cumulative_mean")
     # Row 0 prefix means: 1, (1-3)/2 = -1, (1-3+2)/3 = 0, (1-3+2+4)/4 = 1.
     expected_row0 = [sigmoid(1.0), sigmoid(-1.0), sigmoid(0.0), sigmoid(1.0)]
     # Row 1: -1, (-1+0.5)/2 = -0.25; the padding (9.0 there) must not leak in.
     expected_row1 = [sigmoid(-1.0), sigmoid(-0.25)]
     assert torch.allclose(q[0], torch.tensor(expected_row0))
     assert torch.allclose(q[1, :2], torch.tensor(expected_row1))
-    per_token = token_probabilities(scores, mask, "per_token")
-    assert torch.allclose(per_token[0], torch.sigmoid(scores[0]))
+    per_token = token_probabilities(logits, mask, "per_token")
+    assert torch.allclose(per_token[0], torch.sigmoid(logits[0]))
     with pytest.raises(ValueError, match="weight source"):
-        token_probabilities(scores, mask, "mean")  # type: ignore[arg-type]
+        token_probabilities(logits, mask, "mean")  # type: ignore[arg-type]
 
 
 def test_weights_by_hand_on_correct_and_wrong_rows() -> None:
-    scores, mask = _scores()
+    logits, mask = _logits()
     positive = torch.tensor([True, False])
-    out = oreal_token_weights(scores, mask, positive)
+    out = oreal_token_weights(logits, mask, positive)
     # Correct row: w+ = max(2q - 1, 0) with q from the prefix means 1, -1, 0, 1.
     w_pos = [max(2 * sigmoid(m) - 1, 0.0) for m in (1.0, -1.0, 0.0, 1.0)]
     # Wrong row: w- = max(1 - 2q, 0) with prefix means -1, -0.25; padding gets 0.
@@ -57,9 +57,9 @@ def test_weights_by_hand_on_correct_and_wrong_rows() -> None:
 
 
 def test_zero_head_gives_all_weights_zero() -> None:
-    scores = torch.zeros(3, 5)
+    logits = torch.zeros(3, 5)
     mask = torch.ones(3, 5, dtype=torch.bool)
-    out = oreal_token_weights(scores, mask, torch.tensor([True, False, True]))
+    out = oreal_token_weights(logits, mask, torch.tensor([True, False, True]))
     assert torch.equal(out.weights, torch.zeros(3, 5))
     assert torch.equal(out.q, torch.full((3, 5), 0.5))
 
@@ -74,10 +74,10 @@ def test_positive_and_negative_weights_are_never_both_positive() -> None:
 
 
 def test_weights_carry_no_gradient() -> None:
-    scores = torch.randn(2, 6, requires_grad=True)
+    logits = torch.randn(2, 6, requires_grad=True)
     mask = torch.ones(2, 6, dtype=torch.bool)
     for topk in (None, 0.5):
-        out = oreal_token_weights(scores, mask, torch.tensor([True, False]), topk_ratio=topk)
+        out = oreal_token_weights(logits, mask, torch.tensor([True, False]), topk_ratio=topk)
         assert not out.weights.requires_grad and not out.q.requires_grad
         assert out.weights.grad_fn is None
 
@@ -102,46 +102,46 @@ def test_topk_rescale_values() -> None:
 
 
 def test_topk_weights_rank_wrong_rows_by_one_minus_q() -> None:
-    scores = torch.tensor([[2.0, -2.0, 0.5, -0.5]])
+    logits = torch.tensor([[2.0, -2.0, 0.5, -0.5]])
     mask = torch.ones(1, 4, dtype=torch.bool)
     out = oreal_token_weights(
-        scores, mask, torch.tensor([False]), source="per_token", topk_ratio=0.5
+        logits, mask, torch.tensor([False]), source="per_token", topk_ratio=0.5
     )
     # Wrong row: p = 1 - q, largest at h = -2 (-> 1) then h = -0.5 (-> 0, lowest kept).
     assert torch.allclose(out.weights, torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
 
 
 def test_rm_loss_is_one_bce_per_sequence_on_the_mean_logit() -> None:
-    scores, mask = _scores()
+    logits, mask = _logits()
     labels = torch.tensor([1.0, 0.0])
-    loss = token_rm_loss(scores, mask, labels, num_seqs=2)
+    loss = token_rm_loss(logits, mask, labels, num_seqs=2)
     mean0, mean1 = (1 - 3 + 2 + 4) / 4, (-1 + 0.5) / 2
     expected = (-math.log(sigmoid(mean0)) - math.log(1 - sigmoid(mean1))) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     # Not the per-token BCE misreading (oreal.md §4.2): that would be a different number.
     per_token = torch.nn.functional.binary_cross_entropy_with_logits(
-        scores[mask], labels[:, None].expand_as(scores)[mask]
+        logits[mask], labels[:, None].expand_as(logits)[mask]
     )
     assert abs(per_token.item() - expected) > 0.1
-    assert torch.allclose(sequence_logits(scores, mask), torch.tensor([mean0, mean1]))
+    assert torch.allclose(sequence_logits(logits, mask), torch.tensor([mean0, mean1]))
 
 
 def test_rm_loss_and_gradient_are_micro_batch_invariant() -> None:
     gen = torch.Generator().manual_seed(0)
-    scores = torch.randn(6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([5, 1, 3, 4, 2, 5])
     mask = torch.arange(5)[None, :] < lengths[:, None]
     labels = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
-    full = token_rm_loss(scores, mask, labels, num_seqs=6)
-    (full_grad,) = torch.autograd.grad(full, scores)
+    full = token_rm_loss(logits, mask, labels, num_seqs=6)
+    (full_grad,) = torch.autograd.grad(full, logits)
     for size in (1, 2, 4):
         total = torch.zeros((), dtype=torch.float64)
-        grad = torch.zeros_like(scores)
+        grad = torch.zeros_like(logits)
         for start in range(0, 6, size):
             part = slice(start, start + size)
-            piece = token_rm_loss(scores[part], mask[part], labels[part], num_seqs=6)
+            piece = token_rm_loss(logits[part], mask[part], labels[part], num_seqs=6)
             total = total + piece.detach()
-            grad += torch.autograd.grad(piece, scores)[0]
+            grad += torch.autograd.grad(piece, logits)[0]
         assert torch.allclose(total, full.detach())
         assert torch.allclose(grad, full_grad)
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "dp_worker.py"
 VARIANTS = {"oreal": 2, "oreal_token_rm": 3, "grpo": 2}  # name: steps (RM: 1 frozen + 2)
+RESUMED = "oreal_token_rm_resumed"  # trains 1 step, saves, resumes for the other 2
 
 
 def free_port() -> int:
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 def launch(ranks: int, model_dir: Path, out: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(WORKER), str(model_dir), str(out), *VARIANTS]
+    command = [sys.executable, str(WORKER), str(model_dir), str(out), *VARIANTS, RESUMED]
     if ranks > 1:
         command = [
             sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
@@ -85,3 +86,16 @@ def test_the_main_rank_alone_writes_the_run(runs: dict[int, Path], variant: str)
             assert one["loss"] == pytest.approx(two["loss"], rel=1e-4, abs=1e-6)
     checkpoints = sorted(p.name for p in (runs[2] / variant / "checkpoints").iterdir())
     assert checkpoints == [f"step-{VARIANTS[variant]:06d}"]
+
+
+def test_a_resumed_two_rank_run_is_exact(runs: dict[int, Path]) -> None:
+    """Kill-free resume under data parallelism: save after step 1, a new 2-rank trainer resumes
+    and ends bit-identical to the uninterrupted 2-rank run (weights and token RM)."""
+    steps = VARIANTS["oreal_token_rm"]
+    for name in ("policy/model.safetensors", "token_rm.safetensors"):
+        straight = final(runs[2] / "oreal_token_rm", steps, name)
+        resumed = final(runs[2] / RESUMED, steps, name)
+        for key in straight:
+            assert torch.equal(straight[key], resumed[key]), (name, key)
+    logged = (runs[2] / RESUMED / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logged] == [2, 3]

@@ -29,10 +29,10 @@ if TYPE_CHECKING:
     from oreal.runtime import Runtime
 
 __all__ = [
+    "batch_logprobs",
     "compact_response_mask",
     "naive_token_logprobs",
     "response_positions",
-    "score_logprobs",
     "token_logprobs",
 ]
 
@@ -220,7 +220,7 @@ def naive_token_logprobs(
 
 
 @torch.no_grad()
-def score_logprobs(
+def batch_logprobs(
     model: nn.Module,
     batch: TrainBatch,
     *,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from oreal.models.logprobs import score_logprobs
+from oreal.models.logprobs import batch_logprobs
 
 if TYPE_CHECKING:
     from oreal.batch import TrainBatch
@@ -69,7 +69,7 @@ class FrozenReference:
             self.module.train(was_training)
 
     @torch.no_grad()
-    def score(
+    def logprobs(
         self,
         batch: TrainBatch,
         *,
@@ -80,7 +80,7 @@ class FrozenReference:
     ) -> torch.Tensor:
         """log π_ref of the response tokens, ``[B, R]``."""
         with self.active() as module:
-            return score_logprobs(
+            return batch_logprobs(
                 module,
                 batch,
                 micro_batch_size=micro_batch_size,

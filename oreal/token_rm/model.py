@@ -15,7 +15,7 @@ Backbones:
 - ``copy`` (default, the paper and release): a trainable deep copy of the policy's decoder, or
   of the decoder of another checkpoint with the same vocabulary (``name_or_path``).
 - ``lora``: LoRA adapters (``peft``) on a *frozen* backbone, borrowed from the frozen reference
-  policy when there is one (:class:`oreal.models.reference.FrozenReference`, which then scores
+  policy when there is one (:class:`oreal.models.reference.FrozenReference`, which then logits
   π_ref with these adapters switched off): a second set of full weights and their AdamW state
   are not needed.
 
@@ -90,8 +90,8 @@ class TokenRewardModel(nn.Module):
             index = (index - 1).clamp(min=0)
         gathered = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            scores = self.head(gathered.float()).squeeze(-1)
-        return scores.masked_fill(~valid, 0.0)
+            logits = self.head(gathered.float()).squeeze(-1)
+        return logits.masked_fill(~valid, 0.0)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -149,7 +149,7 @@ def build_token_rm(
     - ``backbone="copy"``: the decoder of a deep copy of ``policy`` (taken before any update:
       pass the *initial* policy), or of the model at ``name_or_path``.
     - ``backbone="lora"``: LoRA adapters on the frozen decoder borrowed from ``reference`` (a
-      frozen copy of the initial policy; the reference then scores π_ref with the adapters
+      frozen copy of the initial policy; the reference then logits π_ref with the adapters
       off), else on a frozen copy of ``policy`` or of the model at ``name_or_path``.
 
     A backbone from ``name_or_path`` must share the policy's vocabulary (it reads the policy's
@@ -216,7 +216,7 @@ def token_rm_update(
     Algorithm 1 lines 10-12), so the weights of step n come from the RM after n - 1 updates.
     Then the gradient norm is clipped (over all ranks' gradients) and AdamW steps once.
 
-    Returns ``(scores, {"rm_loss": L_RM before the update, "rm_grad_norm": ...})``; the loss is
+    Returns ``(logits, {"rm_loss": L_RM before the update, "rm_grad_norm": ...})``; the loss is
     the global value when ``runtime`` is given, this rank's share otherwise.
     """
     if micro_batch_size < 1:
@@ -224,32 +224,31 @@ def token_rm_update(
     runtime = runtime or Runtime()
     device = batch.input_ids.device
     total_seqs = int(runtime.all_reduce(torch.tensor([len(batch)]))[0])
-    scores = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=device)
+    logits = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=device)
     labels = labels.to(device)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), dtype=torch.float64)
     for rows in runtime.lockstep(len(batch), micro_batch_size):
         part = batch[rows] if rows is not None else batch.placeholder()
-        part_labels = labels[rows] if rows is not None else torch.zeros(1, device=device)
         with autocast_context(device, autocast):
-            logits = model(
+            part_logits = model(
                 part.input_ids,
                 part.attention_mask,
                 part.response_mask,
                 score_position=score_position,
             )
         if rows is None:
-            loss = logits.sum() * 0.0  # joins the collectives, adds nothing
+            loss = part_logits.sum() * 0.0  # joins the collectives, adds nothing
         else:
             loss = token_rm_loss(
-                logits,
+                part_logits,
                 part.loss_mask,
-                part_labels,
+                labels[rows],
                 max(total_seqs, 1),
                 dp_world_size=runtime.world_size,
             )
-            scores[rows, : logits.shape[1]] = logits.detach()
+            logits[rows, : part_logits.shape[1]] = part_logits.detach()
             total += float(loss.detach()) / runtime.world_size
         loss.backward()
     clip = grad_clip if grad_clip is not None else float("inf")
@@ -257,4 +256,4 @@ def token_rm_update(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     rm_loss = float(runtime.all_reduce(total)) if runtime.distributed else float(total)
-    return scores, {"rm_loss": rm_loss, "rm_grad_norm": full_value(grad_norm)}
+    return logits, {"rm_loss": rm_loss, "rm_grad_norm": full_value(grad_norm)}

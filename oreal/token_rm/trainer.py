@@ -27,7 +27,7 @@ from torch import Tensor
 
 from oreal.batch import TrainBatch
 from oreal.models.lora import LoraSettings
-from oreal.optim import advance_schedule, make_optimizer
+from oreal.optim import advance_schedule, make_optimizer, restore_schedule
 from oreal.runtime import Runtime
 from oreal.token_rm.model import TokenRewardModel, build_token_rm, token_rm_update
 from oreal.token_rm.weights import oreal_token_weights, roc_auc, sequence_logits
@@ -45,7 +45,7 @@ __all__ = ["TokenRMOutput", "TokenRMTrainer"]
 class TokenRMOutput:
     """The RM's view of one step's kept rows (``[B, R]``, detached, pre-update)."""
 
-    scores: Tensor
+    logits: Tensor
     q: Tensor
     weights: Tensor
     metrics: dict[str, float]
@@ -106,7 +106,7 @@ class TokenRMTrainer:
         """
         positive = batch.positive.bool()
         lr = self.scheduler.get_last_lr()[0]
-        scores, parts = token_rm_update(
+        logits, parts = token_rm_update(
             self.model,
             self.optimizer,
             batch,
@@ -119,40 +119,40 @@ class TokenRMTrainer:
         )
         mask = batch.loss_mask.bool()
         weights = oreal_token_weights(
-            scores,
+            logits,
             mask,
             positive,
             source=self.config.weight_source,
             topk_ratio=self.config.topk_rescale,
         )
-        metrics = {**parts, **self._metrics(scores, mask, positive, weights.weights), "rm_lr": lr}
-        return TokenRMOutput(scores=scores, q=weights.q, weights=weights.weights, metrics=metrics)
+        metrics = {**parts, **self._metrics(logits, mask, positive, weights.weights), "rm_lr": lr}
+        return TokenRMOutput(logits=logits, q=weights.q, weights=weights.weights, metrics=metrics)
 
     def advance_schedule(self) -> None:
         advance_schedule(self.scheduler)  # every step, like the policy's
 
     def _metrics(
-        self, scores: Tensor, mask: Tensor, positive: Tensor, weights: Tensor
+        self, logits: Tensor, mask: Tensor, positive: Tensor, weights: Tensor
     ) -> dict[str, float]:
         """Accuracy / ROC-AUC of σ(h̄) against the outcome, and the weights' statistics, over
         the kept rows of every rank."""
-        logits = sequence_logits(scores, mask).cpu()
+        sequence = sequence_logits(logits, mask).cpu()
         selected_pos = weights[mask & positive[:, None]].cpu()
         selected_neg = weights[mask & ~positive[:, None]].cpu()
-        local = (logits, positive.cpu(), selected_pos, selected_neg, weights[mask].cpu())
+        local = (sequence, positive.cpu(), selected_pos, selected_neg, weights[mask].cpu())
         parts = self.runtime.all_gather_object(local)
-        logits = torch.cat([p[0] for p in parts])
+        sequence = torch.cat([p[0] for p in parts])
         labels = torch.cat([p[1] for p in parts])
-        if not len(logits):
+        if not len(sequence):
             return {}
         w_pos = torch.cat([p[2] for p in parts])
         w_neg = torch.cat([p[3] for p in parts])
         w_all = torch.cat([p[4] for p in parts])
         metrics = {
-            "rm_accuracy": float(((logits > 0) == labels).float().mean()),
+            "rm_accuracy": float(((sequence > 0) == labels).float().mean()),
             "rm_nonzero_frac": float((w_all > 0).float().mean()) if len(w_all) else 0.0,
         }
-        auc = roc_auc(logits, labels.float())
+        auc = roc_auc(sequence, labels.float())
         if auc is not None:  # one class only (possible without 1+1 filtering): not defined
             metrics["rm_auc"] = auc
         if len(w_pos):
@@ -182,4 +182,4 @@ class TokenRMTrainer:
             raise ValueError(f"token RM state: missing {missing[:5]}, unexpected {unexpected[:5]}")
         self.runtime.load_model_state(self.model, trained)
         self.runtime.load_optimizer_state(self.model, self.optimizer, optimizer)
-        self.scheduler.load_state_dict(scheduler)
+        restore_schedule(self.scheduler, scheduler)

@@ -5,7 +5,7 @@ response token. It is trained with a *sequence-level* BCE on the outcome, and it
 turned into per-token weights of the policy loss: w+ on correct responses, w- on wrong ones.
 Everything here works on the compact ``[B, R]`` response layout of
 :func:`oreal.models.token_logprobs` (``mask[b, j]``: row b has a j-th response token) and is
-model-free; the module that produces ``scores`` is :mod:`oreal.token_rm.model`.
+model-free; the module that produces the logits is :mod:`oreal.token_rm.model`.
 
 Formulas (S: global count of trained sequences, y_s in {0, 1} their correctness, T_s their
 response lengths; sg[.] stop-gradient):
@@ -50,18 +50,18 @@ __all__ = [
 ]
 
 
-def sequence_logits(scores: Tensor, mask: Tensor) -> Tensor:
+def sequence_logits(logits: Tensor, mask: Tensor) -> Tensor:
     """h̄_s = (1/T_s) Σ_t h_{s,t}: the mean token logit of each row ``[B]`` (differentiable).
 
     A row without response tokens gets 0 (σ = 0.5); the trainer never produces one.
     """
     mask = mask.bool()
-    total = scores.masked_fill(~mask, 0.0).sum(dim=-1)
-    return total / mask.sum(dim=-1).clamp(min=1).to(scores.dtype)
+    total = logits.masked_fill(~mask, 0.0).sum(dim=-1)
+    return total / mask.sum(dim=-1).clamp(min=1).to(logits.dtype)
 
 
 def token_rm_loss(
-    scores: Tensor,
+    logits: Tensor,
     mask: Tensor,
     labels: Tensor,
     num_seqs: int,
@@ -76,29 +76,29 @@ def token_rm_loss(
     (oreal.md §7). This is the release's ``token_level_rm_loss``; a per-token BCE against the
     sequence label is a known misreading (oreal.md §4.2) and is not what this computes.
 
-    ``scores``: ``[b, R]`` token logits h (with grad); ``mask``: ``[b, R]``; ``labels``: ``[b]``
+    ``logits``: ``[b, R]`` token logits h (with grad); ``mask``: ``[b, R]``; ``labels``: ``[b]``
     in {0, 1}. The result is multiplied by ``dp_world_size`` (backends average gradients over
     ranks, see :mod:`oreal.algorithms.aggregation`).
     """
     if num_seqs < 1:
         raise ValueError(f"num_seqs must be >= 1, got {num_seqs}")
     # At least fp32 (bf16 logits under autocast), float64 kept as is (gradient checks).
-    dtype = torch.promote_types(scores.dtype, torch.float32)
-    logits = sequence_logits(scores.to(dtype), mask)
-    bce = F.binary_cross_entropy_with_logits(logits, labels.to(dtype), reduction="sum")
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    sequence = sequence_logits(logits.to(dtype), mask)
+    bce = F.binary_cross_entropy_with_logits(sequence, labels.to(dtype), reduction="sum")
     return bce * (float(dp_world_size) / num_seqs)
 
 
-def cumulative_mean(scores: Tensor, mask: Tensor) -> Tensor:
+def cumulative_mean(logits: Tensor, mask: Tensor) -> Tensor:
     """(1/t) Σ_{k≤t} h_k over the response tokens of each row; 0 at padding."""
     mask = mask.bool()
-    values = scores.masked_fill(~mask, 0.0)
+    values = logits.masked_fill(~mask, 0.0)
     counts = mask.cumsum(dim=-1).clamp(min=1).to(values.dtype)
     return (values.cumsum(dim=-1) / counts).masked_fill(~mask, 0.0)
 
 
 def token_probabilities(
-    scores: Tensor, mask: Tensor, source: WeightSource = "cumulative_mean"
+    logits: Tensor, mask: Tensor, source: WeightSource = "cumulative_mean"
 ) -> Tensor:
     """q_t, the RM's probability that the response is on track at token t (no gradient).
 
@@ -108,14 +108,14 @@ def token_probabilities(
     the last token is exactly the sequence logit h̄ the loss sees. Padding gets 0.5.
     """
     mask = mask.bool()
-    scores = scores.detach().float()
+    logits = logits.detach().float()
     if source == "cumulative_mean":
-        logits = cumulative_mean(scores, mask)
+        running = cumulative_mean(logits, mask)
     elif source == "per_token":
-        logits = scores.masked_fill(~mask, 0.0)
+        running = logits.masked_fill(~mask, 0.0)
     else:
         raise ValueError(f"unknown weight source {source!r}; expected one of {WEIGHT_SOURCES}")
-    return torch.sigmoid(logits)
+    return torch.sigmoid(running)
 
 
 def threshold_weights(q: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
@@ -178,7 +178,7 @@ class TokenWeights:
 
 
 def oreal_token_weights(
-    scores: Tensor,
+    logits: Tensor,
     mask: Tensor,
     positive: Tensor,
     *,
@@ -187,7 +187,7 @@ def oreal_token_weights(
 ) -> TokenWeights:
     """OREAL's importance weights from RM logits: w+ on correct rows, w- on wrong rows.
 
-    arXiv 2502.06781, §2.4, Eq. 10-11; release form in the module docstring. ``scores``:
+    arXiv 2502.06781, §2.4, Eq. 10-11; release form in the module docstring. ``logits``:
     ``[B, R]`` token logits h; ``positive``: ``[B]`` bool, the response was judged correct.
     With ``topk_ratio`` None the threshold form max(±(2q - 1), 0) is used (the release's
     ``threshold_rescale``), else :func:`topk_rescale` of q (correct rows) or 1 - q (wrong rows).
@@ -195,7 +195,7 @@ def oreal_token_weights(
     """
     mask = mask.bool()
     with torch.no_grad():
-        q = token_probabilities(scores, mask, source)
+        q = token_probabilities(logits, mask, source)
         rows = positive.bool().to(q.device)[:, None]
         if topk_ratio is None:
             w_pos, w_neg = threshold_weights(q)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,10 +25,11 @@ from oreal.models import load_policy, prepare_tokenizer
 from oreal.models.logprobs import _decoder_and_head
 from oreal.models.lora import LoraSettings, apply_lora
 from oreal.models.reference import FrozenReference
-from oreal.optim import make_optimizer
+from oreal.optim import make_optimizer, restore_schedule
 from oreal.rewards import RewardError, RewardStage, build_terms, check_terms_for
 from oreal.rollout import Generator, HFGenerator
 from oreal.runtime import Runtime
+from oreal.seeding import Purpose, derive_seed
 from oreal.token_rm import TokenRMTrainer
 from oreal.train.checkpoint import Checkpoint
 from oreal.train.config import OrealConfig
@@ -47,9 +48,6 @@ class Components:
     """What a trainer trains with; the trainer owns what a checkpoint must hold of it."""
 
     algorithm: AlgorithmParams
-    reward: RewardStage
-    train_problems: list[Problem]
-    eval_problems: list[Problem]
     policy: nn.Module
     tokenizer: Any
     reference: FrozenReference | None
@@ -58,6 +56,9 @@ class Components:
     generator_shares_policy: bool
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
+    reward: RewardStage | None = None
+    train_problems: list[Problem] = field(default_factory=list)
+    eval_problems: list[Problem] = field(default_factory=list)
 
 
 def problems_from(
@@ -151,7 +152,6 @@ def build_components(
     resume_policy: Callable[[nn.Module], None] | None = None,
 ) -> Components:
     """Everything a run trains with (module docstring for the order)."""
-    algorithm = config.algorithm.resolved
     reward = _reward_stage(config, reward_funcs)
     try:
         source = train_dataset if train_dataset is not None else config.data.train
@@ -171,6 +171,34 @@ def build_components(
     except BaseException:
         reward.close()
         raise
+    with torch.random.fork_rng():  # new weights (LoRA adapters) depend on the seed alone
+        torch.manual_seed(derive_seed(config.train.seed, Purpose.INIT))
+        components = _with_models(
+            config,
+            runtime,
+            policy,
+            tokenizer,
+            generator=generator,
+            resume=resume,
+            resume_policy=resume_policy,
+        )
+    components.reward = reward
+    components.train_problems, components.eval_problems = train, evaluation
+    return components
+
+
+def _with_models(
+    config: OrealConfig,
+    runtime: Runtime,
+    policy: nn.Module,
+    tokenizer: Any,
+    *,
+    generator: Generator | None,
+    resume: Checkpoint | None,
+    resume_policy: Callable[[nn.Module], None] | None,
+) -> Components:
+    """The reference, token RM, LoRA, resumed weights, rollout engine, sharding, optimizers."""
+    algorithm = config.algorithm.resolved
     lora = config.model.lora
     plain_copy = copy.deepcopy(policy) if runtime.distributed and generator is None else None
     reference = None
@@ -213,7 +241,7 @@ def build_components(
     optimizer, scheduler = make_optimizer(trainable, config.optim, config.train.steps)
     if resume is not None:
         runtime.load_optimizer_state(policy, optimizer, resume.optimizers["policy"])
-        scheduler.load_state_dict(resume.schedulers["policy"])
+        restore_schedule(scheduler, resume.schedulers["policy"])
         if token_rm is not None:
             if resume.token_rm is None or "token_rm" not in resume.optimizers:
                 raise BuildError("the checkpoint has no token RM state (the run had token_rm off)")
@@ -222,9 +250,6 @@ def build_components(
             )
     return Components(
         algorithm=algorithm,
-        reward=reward,
-        train_problems=train,
-        eval_problems=evaluation,
         policy=policy,
         tokenizer=tokenizer,
         reference=reference,

@@ -27,7 +27,7 @@ from oreal.batch import Rollout, StepBatch, TrainBatch
 from oreal.data import Problem, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
 from oreal.models.loading import load_weights
-from oreal.models.logprobs import score_logprobs
+from oreal.models.logprobs import batch_logprobs
 from oreal.models.lora import is_lora, lora_scaling, merge_lora
 from oreal.optim import advance_schedule
 from oreal.rollout import Generator, SamplingParams
@@ -113,6 +113,7 @@ class Trainer:
             resume_policy=resume_policy if resumed is not None else None,
         )
         self.algorithm = parts.algorithm
+        assert parts.reward is not None
         self.reward = parts.reward
         self.train_problems, self.eval_problems = parts.train_problems, parts.eval_problems
         self.policy, self.tokenizer = parts.policy, parts.tokenizer
@@ -183,7 +184,7 @@ class Trainer:
 
         if num_kept and not frozen:  # -> loss -> update
             with _timed(timings, "time_score"):
-                self.score(kept, train)
+                self.score_tokens(kept, train)
             with _timed(timings, "time_train"):
                 record.update(self.update(train))
             trained = int(self.runtime.all_reduce(train.loss_mask.sum().reshape(1))[0])
@@ -289,7 +290,7 @@ class Trainer:
         temperature = self.config.rollout.temperature
         return temperature if temperature > 0 else 1.0
 
-    def score(self, kept: StepBatch, train: TrainBatch) -> None:
+    def score_tokens(self, kept: StepBatch, train: TrainBatch) -> None:
         """Fill ``old_logprobs`` (several updates per batch) and ``ref_logprobs`` (KL)."""
         cfg = self.config
         settings = {
@@ -299,10 +300,10 @@ class Trainer:
             "runtime": self.runtime,
         }
         if cfg.algorithm.update_epochs * cfg.algorithm.minibatches > 1:
-            train.old_logprobs = score_logprobs(self.policy, train, **settings)
+            train.old_logprobs = batch_logprobs(self.policy, train, **settings)
             kept.set_tokens("old_logprobs", train.old_logprobs)
         if self.reference is not None:
-            train.ref_logprobs = self.reference.score(train, **settings)
+            train.ref_logprobs = self.reference.logprobs(train, **settings)
             kept.set_tokens("ref_logprobs", train.ref_logprobs)
 
     def update(self, train: TrainBatch) -> dict[str, float]:

@@ -4,6 +4,7 @@ with ``torchrun --nproc_per_node N`` (or plain python for one rank).
     python tests/helpers/dp_worker.py MODEL_DIR OUT_DIR VARIANT [VARIANT ...]
 
 Each variant trains in ``OUT_DIR/VARIANT`` (run directory written by the main rank).
+``VARIANT_resumed`` trains one step, saves, and resumes in a new trainer for the rest.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model_dir, out_dir, *variants = sys.argv[1:]
     for variant in variants:
+        base = variant.removesuffix("_resumed")
         config = load_config(
             OrealConfig,
             None,
@@ -56,11 +58,20 @@ def main() -> None:
                 "train.plot=false",
                 "train.samples_per_step=2",
                 f"train.run_dir={Path(out_dir) / variant}",
-                *VARIANTS[variant],
+                *VARIANTS[base],
             ],
         )
-        generator = ScriptedGenerator(load_tokenizer(model_dir))
-        Trainer(args=config, generator=generator).train()
+        tokenizer = load_tokenizer(model_dir)
+        if variant == base:
+            Trainer(args=config, generator=ScriptedGenerator(tokenizer)).train()
+            continue
+        interrupted = Trainer(args=config, generator=ScriptedGenerator(tokenizer))
+        interrupted.train_step()
+        interrupted.save()
+        interrupted.close()
+        del interrupted
+        run_dir = Path(out_dir) / variant
+        Trainer(args=config, generator=ScriptedGenerator(tokenizer), resume_from=run_dir).train()
 
 
 if __name__ == "__main__":
