@@ -103,10 +103,12 @@ def test_run_directories_resolve_to_the_latest_checkpoint(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    for step in ("step-000002", "step-000010"):
+    for step in ("step-000002", "step-000010", "step-000012"):
         policy = run / "checkpoints" / step / "policy"
         policy.mkdir(parents=True)
         (policy / "config.json").write_text("{}")
+        if step != "step-000012":  # no trainer_state.json: not a complete checkpoint
+            (run / "checkpoints" / step / "trainer_state.json").write_text("{}")
     (run / "checkpoints" / "step-000011.tmp").mkdir()  # an interrupted save is ignored
     (run / "config.yaml").write_text("data:\n  template: plain\n")
     latest = run / "checkpoints" / "step-000010" / "policy"

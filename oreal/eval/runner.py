@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from oreal.eval.report import write_outputs
+from oreal.runs import checkpoint_step, latest_checkpoint
 
 __all__ = [
     "EvalInputError",
@@ -34,7 +35,6 @@ __all__ = [
 SETTINGS_FILE = "settings.json"
 GENERATIONS_FILE = "generations.jsonl"
 RESULTS_FILE = "results.json"
-_STEP_PREFIX = "step-"
 
 
 class EvalInputError(ValueError):
@@ -111,18 +111,11 @@ def resolve_model(model: str) -> tuple[str, Path | None]:
             return str(path), None
         raise EvalInputError(f"{model} is a file; expected a model directory, .gguf or hub id")
     if (path / "checkpoints").is_dir():
-        steps = sorted(
-            (int(child.name[len(_STEP_PREFIX) :]), child)
-            for child in (path / "checkpoints").iterdir()
-            if child.is_dir()
-            and child.name.startswith(_STEP_PREFIX)
-            and child.name[len(_STEP_PREFIX) :].isdigit()
-            and (child / "policy" / "config.json").is_file()
-        )
-        if not steps:
+        latest = latest_checkpoint(path)
+        if latest is None or not (latest / "policy" / "config.json").is_file():
             raise EvalInputError(f"run directory {model} has no checkpoints/step-*/policy yet")
-        return str(steps[-1][1] / "policy"), path
-    if path.name.startswith(_STEP_PREFIX) and (path / "policy" / "config.json").is_file():
+        return str(latest / "policy"), path
+    if checkpoint_step(path) is not None and (path / "policy" / "config.json").is_file():
         run = path.parent.parent
         return str(path / "policy"), run if (run / "config.yaml").is_file() else None
     if (path / "config.json").is_file():

@@ -34,7 +34,7 @@ class LoadedTokenRM:
 
 
 def _checkpoint_of(path: Path) -> Path:
-    from oreal.train.checkpoint import latest_checkpoint
+    from oreal.runs import latest_checkpoint
 
     if (path / "checkpoints").is_dir():
         found = latest_checkpoint(path)

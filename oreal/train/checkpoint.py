@@ -22,7 +22,6 @@ never leaves a half-written checkpoint that ``--resume`` would take.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from oreal.atomic import atomic_dir
+from oreal.runs import checkpoint_dir, latest_checkpoint, list_checkpoints
 
 __all__ = [
-    "CHECKPOINT_PATTERN",
     "FORMAT",
     "Checkpoint",
     "checkpoint_dir",
@@ -43,7 +42,6 @@ __all__ = [
     "write_checkpoint",
 ]
 
-CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 FORMAT = 2
 
 
@@ -58,30 +56,6 @@ class Checkpoint:
     optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_rm: dict[str, torch.Tensor] | None = None
     adapter: dict[str, torch.Tensor] | None = None
-
-
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step-{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (a ``.tmp`` staging folder never counts)."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [
-        (int(match.group(1)), path)
-        for path in folder.iterdir()
-        if path.is_dir()
-        and (match := CHECKPOINT_PATTERN.match(path.name))
-        and (path / "trainer_state.json").is_file()
-    ]
-    return [path for _, path in sorted(found)]
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 # ------------------------------------------------------------------------------ optimizer state
