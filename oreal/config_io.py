@@ -8,13 +8,14 @@ message names the offending key and, for a misspelt key, the closest valid one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from oreal.names import closest_name
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
@@ -61,9 +62,9 @@ def closest_key_hint(schema: type[BaseModel], dotted_key: str) -> str:
     valid = _field_names(schema, parents)
     if not valid:
         return ""
-    matches = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
-    if matches:
-        return f" (did you mean '{'.'.join([*parents, matches[0]])}'?)"
+    match = closest_name(leaf, valid)
+    if match is not None:
+        return f" (did you mean '{'.'.join([*parents, match])}'?)"
     return f" (valid keys here: {', '.join(valid)})"
 
 

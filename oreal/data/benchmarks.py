@@ -8,7 +8,6 @@ GSM8K's ``#### N``, Minerva's answer hidden in the last ``\\boxed{}``, OlympiadB
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from oreal.data.records import Problem, canonical_number
+from oreal.names import unknown_name_message
 
 __all__ = [
     "BenchmarkInfo",
@@ -313,13 +313,6 @@ def list_benchmarks() -> list[BenchmarkInfo]:
     return [entry.info for entry in _REGISTRY.values()]
 
 
-def unknown_name_message(name: str, valid: list[str], what: str = "benchmark") -> str:
-    """An error message that lists the valid names and suggests the closest one."""
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {name!r}.{hint} Valid names: {', '.join(valid)}."
-
-
 @cache
 def _load(name: str) -> tuple[Problem, ...]:
     entry = _REGISTRY[name]
@@ -344,7 +337,7 @@ def load_benchmark(name: str, limit: int | None = None) -> list[Problem]:
     Raises ``ValueError`` naming the valid sets (and the closest one) for an unknown name.
     """
     if name not in _REGISTRY:
-        raise ValueError(unknown_name_message(name, benchmark_names()))
+        raise ValueError(unknown_name_message(name, benchmark_names(), "benchmark"))
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     problems = _load(name)

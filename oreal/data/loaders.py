@@ -25,9 +25,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from oreal.data.benchmarks import benchmark_names, load_benchmark, unknown_name_message
+from oreal.data.benchmarks import benchmark_names, load_benchmark
 from oreal.data.records import DataError, Problem, canonical_answer
 from oreal.data.synthetic import load_synthetic
+from oreal.names import unknown_name_message
 
 __all__ = ["load_problems", "problems_from_rows"]
 
@@ -78,7 +79,7 @@ def load_problems(
     if _HUB_ID.fullmatch(source.partition("?")[0]):
         return _from_hf(source, split, limit, skip_invalid, fields)
     raise ValueError(
-        unknown_name_message(source, benchmark_names(), what="data source")
+        unknown_name_message(source, benchmark_names(), "data source")
         + " Other sources: a .jsonl/.json/.parquet/.csv file, a saved dataset directory,"
         " hf:ID, or synthetic:arithmetic?n=64 (see docs/data.md)."
     )

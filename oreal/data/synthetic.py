@@ -19,8 +19,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oreal.data.benchmarks import unknown_name_message
 from oreal.data.records import Problem
+from oreal.names import unknown_name_message
 
 __all__ = [
     "ARITHMETIC_OPS",
@@ -58,7 +58,7 @@ def _check_ops(ops: Sequence[str], valid: Sequence[str]) -> tuple[str, ...]:
         raise ValueError("ops must name at least one operation")
     for op in ops:
         if op not in valid:
-            raise ValueError(unknown_name_message(op, list(valid), what="operation"))
+            raise ValueError(unknown_name_message(op, list(valid), "operation"))
     return tuple(ops)
 
 
@@ -113,7 +113,7 @@ def _generate(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if split not in SPLITS:
-        raise ValueError(unknown_name_message(split, list(SPLITS), what="synthetic split"))
+        raise ValueError(unknown_name_message(split, list(SPLITS), "synthetic split"))
     found: list[tuple[str, int, dict[str, Any]]] = []
     seen: set[str] = set()
     tries = 0
@@ -398,14 +398,14 @@ def parse_synthetic_spec(spec: str) -> tuple[str, dict[str, Any]]:
     task, _, query = body.partition("?")
     task = task.strip()
     if task not in _TASKS:
-        raise ValueError(unknown_name_message(task, list(_TASKS), what="synthetic task"))
+        raise ValueError(unknown_name_message(task, list(_TASKS), "synthetic task"))
     kinds = _TASKS[task][1]
     params: dict[str, Any] = {"n": DEFAULT_N, "seed": 0}
     for pair in filter(None, query.split("&")):
         key, sep, value = pair.partition("=")
         key = key.strip()
         if key not in kinds:
-            raise ValueError(unknown_name_message(key, list(kinds), what=f"{task} parameter"))
+            raise ValueError(unknown_name_message(key, list(kinds), f"{task} parameter"))
         if not sep:
             raise ValueError(f"synthetic spec: parameter {key!r} needs a value ({key}=...)")
         params[key] = _convert(key, kinds[key], value.strip())

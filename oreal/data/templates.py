@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oreal.data.benchmarks import unknown_name_message
 from oreal.data.records import Problem
+from oreal.names import unknown_name_message
 
 __all__ = [
     "COT_INSTRUCTION",
@@ -102,7 +102,7 @@ def list_templates() -> list[PromptTemplate]:
 def get_template(name: str) -> PromptTemplate:
     """The template called ``name``; ``TemplateError`` naming the valid ones otherwise."""
     if name not in _TEMPLATES:
-        raise TemplateError(unknown_name_message(name, list(_TEMPLATES), what="prompt template"))
+        raise TemplateError(unknown_name_message(name, list(_TEMPLATES), "prompt template"))
     return _TEMPLATES[name]
 
 

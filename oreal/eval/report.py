@@ -7,10 +7,11 @@ because a pass@1 without its sampling settings cannot be compared with anything.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from oreal.atomic import atomic_write_json, atomic_write_text
 
 __all__ = ["plot_pass_at_k", "render_report", "write_outputs"]
 
@@ -21,15 +22,9 @@ PLOT_FILE = "pass_at_k.png"
 
 def write_outputs(out_dir: Path, document: dict[str, Any]) -> None:
     """Write results.json, report.md and the pass@k plot for a ``run_evaluation`` document."""
-    _atomic_text(out_dir / RESULTS_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    _atomic_text(out_dir / REPORT_FILE, render_report(document))
+    atomic_write_json(out_dir / RESULTS_FILE, document)
+    atomic_write_text(out_dir / REPORT_FILE, render_report(document))
     plot_pass_at_k(document, out_dir / PLOT_FILE)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
 
 
 def _pct(value: float | None) -> str:

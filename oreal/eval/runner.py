@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from oreal.atomic import atomic_write_json, atomic_write_text
 from oreal.eval.report import write_outputs
 from oreal.runs import checkpoint_step, latest_checkpoint
 
@@ -162,11 +163,8 @@ class GenerationsLog:
 
     def rewrite(self, records: Sequence[dict[str, Any]]) -> None:
         """Replace the file with ``records`` (drops torn lines before appending after them)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        atomic_write_text(self.path, lines)
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
@@ -276,7 +274,7 @@ def run_evaluation(
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_json(out_dir / SETTINGS_FILE, settings.model_dump(mode="json"))
+    atomic_write_json(out_dir / SETTINGS_FILE, settings.model_dump(mode="json"))
     log = GenerationsLog(out_dir / GENERATIONS_FILE)
     previous = log.read() if resume else []
     log.rewrite(previous)
@@ -317,9 +315,3 @@ def run_evaluation(
     }
     write_outputs(out_dir, document)
     return document
-
-
-def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(tmp, path)
