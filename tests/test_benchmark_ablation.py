@@ -117,3 +117,20 @@ def test_merge_joins_disjoint_parts_and_refuses_mismatches(
         ablation.merge_outputs(parts, {**settings, "steps": 6})
     with pytest.raises(SystemExit, match="does not exist"):
         ablation.merge_outputs([tmp_path / "missing.json"], settings)
+
+
+def test_the_prepared_gpu_script_runs_on_a_tiny_shape(tmp_path: Path) -> None:
+    """benchmarks/gpu_update_mfu.py is the first GPU session's check: keep it runnable."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "mfu.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_update_mfu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--shape", "tiny", "--steps", "1", "--rows", "2",
+         "--length", "16", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["tokens_per_step"] == 32 and 0 < result["mfu"] < 1
