@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from oreal.errors import UserError
 from oreal.names import closest_name
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override that cannot be turned into a valid config."""
 
 
@@ -135,6 +136,7 @@ def load_config(
 
 def dump_config(config: BaseModel | dict[str, Any], path: str | Path) -> None:
     """Write the resolved config as YAML (the run directory's record of what ran)."""
+    from oreal.atomic import atomic_write_text
+
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
-    text = yaml.safe_dump(data, sort_keys=False)
-    Path(path).write_text(text, encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

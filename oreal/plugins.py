@@ -3,6 +3,11 @@
 
 This is the one place where a config string becomes code. Errors are ``ValueError`` with one
 line that names what could not be imported and why.
+
+A run directory is data: its ``config.yaml`` may name code (reward functions, algorithm
+plug-ins), and a run directory someone sends you must not run it behind your back. Commands that
+read a run's config (``oreal train --resume``) do so inside :func:`code_from`, and an import then
+fails with :class:`CodeNotAllowed` unless the user allowed it (``--allow-code``).
 """
 
 from __future__ import annotations
@@ -10,15 +15,43 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["import_module", "import_object"]
+from oreal.errors import UserError
+
+__all__ = ["CodeNotAllowed", "code_from", "import_module", "import_object"]
+
+#: Where the config being used came from, when that is a place whose code is not trusted.
+_UNTRUSTED_SOURCE: ContextVar[str | None] = ContextVar("untrusted_source", default=None)
+
+
+class CodeNotAllowed(UserError):
+    """A config from a run directory names code, and running it was not allowed."""
+
+
+@contextmanager
+def code_from(source: str | Path, *, allowed: bool) -> Iterator[None]:
+    """Imports in this block come from ``source``'s config: refused unless ``allowed``."""
+    token = _UNTRUSTED_SOURCE.set(None if allowed else str(source))
+    try:
+        yield
+    finally:
+        _UNTRUSTED_SOURCE.reset(token)
 
 
 def import_module(spec: str) -> ModuleType:
     """Import ``package.module`` or ``path/to/file.py`` (once; a file becomes its own module)."""
+    source = _UNTRUSTED_SOURCE.get()
+    if source is not None:
+        raise CodeNotAllowed(
+            f"{source} names code to run ({spec}); if you trust it, pass --allow-code "
+            "(docs/training.md: resume and code)"
+        )
     if spec.endswith(".py"):
         path = Path(spec).expanduser().resolve()
         if not path.is_file():

@@ -42,7 +42,7 @@ def test_show_user_file_with_field_mapping(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["answer"] == "3"
     bad = runner.invoke(app, ["show", str(path)])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # bad input, like every user error
     assert "line 1: missing field 'question'" in bad.output
 
 

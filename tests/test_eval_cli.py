@@ -10,8 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from oreal.cli.eval import eval_command
-from oreal.eval import EvalInputError, default_ks, resolve_model
+from oreal.eval import default_ks, resolve_model
 from oreal.eval.runner import run_template
+from oreal.runs import ModelPathError
 
 runner = CliRunner()
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -120,9 +121,9 @@ def test_run_directories_resolve_to_the_latest_checkpoint(
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")[1] is None
     assert run_template(run) == "plain" and run_template(None) is None
     (tmp_path / "empty-run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(EvalInputError, match="no checkpoints"):
+    with pytest.raises(ModelPathError, match="no checkpoints"):
         resolve_model(str(tmp_path / "empty-run"))
-    with pytest.raises(EvalInputError, match="neither"):
+    with pytest.raises(ModelPathError, match="neither"):
         resolve_model(str(tmp_path))
 
 

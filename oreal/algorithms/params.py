@@ -42,7 +42,7 @@ class AlgorithmParams(BaseModel):
     ``policy_loss`` and ``binary`` (learns from correct/incorrect only, not from reward values).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: ClassVar[str]
     paper: ClassVar[str]

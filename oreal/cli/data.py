@@ -48,7 +48,8 @@ def show_command(
     split: Annotated[str, typer.Option(help="Split of a Hugging Face dataset.")] = "train",
 ) -> None:
     """Print the first problems of NAME, normalised as training and evaluation see them."""
-    from oreal.data import DataError, load_problems
+    from oreal.cli.common import fail
+    from oreal.data import load_problems
 
     try:
         problems = load_problems(
@@ -59,12 +60,8 @@ def show_command(
             split=split,
             limit=limit,
         )
-    except DataError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(code=1) from None
-    except (ValueError, ImportError) as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+    except (ValueError, ImportError) as error:  # DataError, an unknown name, a missing extra
+        fail(error)
 
     if as_json:
         for problem in problems:

@@ -89,6 +89,8 @@ def eval_command(
     samples. Writes results.json, report.md, generations.jsonl and pass_at_k.png to --out."""
     from rich.console import Console
 
+    from oreal.cli.common import fail
+    from oreal.errors import UserError
     from oreal.eval.runner import (
         EvalInputError,
         EvalSettings,
@@ -134,9 +136,8 @@ def eval_command(
             f"T={temperature} top_p={top_p} max_new_tokens={max_new_tokens}"
         )
         document = run_evaluation(settings, out_dir, resume=resume, progress=True, threads=threads)
-    except (EvalInputError, typer.BadParameter) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(code=2) from None
+    except (UserError, typer.BadParameter) as error:
+        fail(error, console)
     _print_summary(console, document, out_dir)
 
 

@@ -22,6 +22,7 @@ def inspect_command(
 ) -> None:
     """Show logged rollouts with each token coloured by its token-RM weight: green for
     credited tokens of correct responses, red for blamed tokens of wrong ones."""
+    from oreal.cli.common import fail
     from oreal.token_rm.inspect_view import InspectError, load_step, render_html, render_terminal
 
     console = Console()
@@ -29,8 +30,7 @@ def inspect_command(
     try:
         view = load_step(run_dir, step=step, limit=limit)
     except InspectError as error:
-        errors.print(f"[red]error:[/red] {error}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        fail(error, errors)
     render_terminal(view, console)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from oreal.errors import UserError
+
 __all__ = ["DataError", "Problem", "canonical_answer", "canonical_number"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file or dataset row that cannot become a :class:`Problem`.
 
     The message names the source and the position so that the user can open the file at the bad

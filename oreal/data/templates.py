@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oreal.data.records import Problem
+from oreal.errors import UserError
 from oreal.names import unknown_name_message
 
 __all__ = [
@@ -29,7 +30,7 @@ COT_INSTRUCTION = "Please reason step by step, and put your final answer within 
 SHORT_INSTRUCTION = "Put your final answer within \\boxed{}."
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError):
     """A template that cannot be rendered with this tokenizer (unknown name, no chat template)."""
 
 

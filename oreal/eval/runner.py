@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from oreal.atomic import atomic_write_json, atomic_write_text
+from oreal.errors import UserError
 from oreal.eval.report import write_outputs
-from oreal.runs import checkpoint_step, latest_checkpoint
+from oreal.runs import resolve_model
 
 __all__ = [
     "EvalInputError",
@@ -38,7 +39,7 @@ GENERATIONS_FILE = "generations.jsonl"
 RESULTS_FILE = "results.json"
 
 
-class EvalInputError(ValueError):
+class EvalInputError(UserError):
     """A bad command-line input; the CLI prints it and exits with code 2."""
 
 
@@ -88,43 +89,6 @@ def check_sampling(n: int, ks: Sequence[int], temperature: float) -> None:
             f"--n {n} with --temperature 0 would repeat one greedy answer {n} times; set a "
             "sampling temperature (e.g. --temperature 0.6) or use --n 1 for greedy pass@1."
         )
-
-
-def resolve_model(model: str) -> tuple[str, Path | None]:
-    """The path or id to load for MODEL, and the ``oreal train`` run directory if it is one.
-
-    A run directory (has ``checkpoints/``) gives its latest ``step-NNNNNN/policy``; a checkpoint
-    directory gives its ``policy``; a directory with ``config.json`` is used as is. Anything that
-    looks like a path (absolute, ``./``, ``~``, or an existing file) must exist. Other names
-    (``embedded``, hub ids) are left to :func:`oreal.models.load_policy`.
-    """
-    from oreal.models import EMBEDDED_ALIASES
-
-    path = Path(model).expanduser()
-    if not path.exists():
-        if model.strip().lower() in EMBEDDED_ALIASES:
-            return model, None
-        if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
-            raise EvalInputError(f"model path not found: {model}")
-        return model, None
-    if path.is_file():
-        if path.suffix == ".gguf":
-            return str(path), None
-        raise EvalInputError(f"{model} is a file; expected a model directory, .gguf or hub id")
-    if (path / "checkpoints").is_dir():
-        latest = latest_checkpoint(path)
-        if latest is None or not (latest / "policy" / "config.json").is_file():
-            raise EvalInputError(f"run directory {model} has no checkpoints/step-*/policy yet")
-        return str(latest / "policy"), path
-    if checkpoint_step(path) is not None and (path / "policy" / "config.json").is_file():
-        run = path.parent.parent
-        return str(path / "policy"), run if (run / "config.yaml").is_file() else None
-    if (path / "config.json").is_file():
-        return str(path), None
-    raise EvalInputError(
-        f"{model} is neither a model directory (config.json), a checkpoint (step-*/policy) nor "
-        "an oreal train run directory (checkpoints/)"
-    )
 
 
 def run_template(run_dir: Path | None) -> str | None:

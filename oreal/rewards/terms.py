@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from oreal.errors import UserError
+
 if TYPE_CHECKING:
     from oreal.batch import Rollout
     from oreal.verify import Verdict, Verifier
@@ -35,7 +37,7 @@ __all__ = ["FunctionTerm", "RewardError", "TermValue", "TermValues", "VerifierTe
 TermValue = float | list[float] | None
 
 
-class RewardError(ValueError):
+class RewardError(UserError):
     """A reward term returned something unusable; the message names the term."""
 
 

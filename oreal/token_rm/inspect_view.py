@@ -25,6 +25,8 @@ from rich.panel import Panel
 from rich.style import Style
 from rich.text import Text
 
+from oreal.errors import UserError
+
 __all__ = [
     "InspectError",
     "StepSamples",
@@ -46,7 +48,7 @@ LEGEND = (
 PROMPT_TAIL = 300
 
 
-class InspectError(Exception):
+class InspectError(UserError):
     """A run directory or step that cannot be inspected (the CLI exits with code 2)."""
 
 

@@ -54,23 +54,26 @@ def load_token_rm(path: str | Path, *, device: str | torch.device | None = None)
     Raises ``FileNotFoundError`` for a path that holds no checkpoint and ``ValueError`` for a
     run that trained no token RM.
     """
+    import yaml
     from safetensors.torch import load_file
 
-    from oreal.config_io import load_config
     from oreal.models import load_policy
-    from oreal.train.config import OrealConfig
+    from oreal.train.config import ModelConfig, TokenRMConfig
 
     checkpoint = _checkpoint_of(Path(path).expanduser())
     run_dir = checkpoint.parent.parent
-    config = load_config(OrealConfig, run_dir / "config.yaml")
-    rm = config.token_rm
+    # Only the two sections needed, validated on their own: reading a run this way imports
+    # none of the code its config may name (reward functions, algorithm plug-ins).
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    model_config = ModelConfig.model_validate(recorded.get("model", {}))
+    rm = TokenRMConfig.model_validate(recorded.get("token_rm", {}))
     if not rm.enabled:
         raise ValueError(f"the run in {run_dir} trained no token RM (token_rm.enabled: false)")
     state_file = checkpoint / "token_rm.safetensors"
     if not state_file.is_file():
         raise FileNotFoundError(f"{checkpoint} has no token RM state ({state_file.name})")
     policy, tokenizer = load_policy(
-        config.model.name_or_path, device="cpu", cache_dir=config.model.cache_dir
+        model_config.name_or_path, device="cpu", cache_dir=model_config.cache_dir
     )
     model = build_token_rm(
         policy,
@@ -84,7 +87,7 @@ def load_token_rm(path: str | Path, *, device: str | torch.device | None = None)
             target_modules=rm.lora_target_modules,
         ),
         device="cpu",
-        cache_dir=config.model.cache_dir,
+        cache_dir=model_config.cache_dir,
     )
     del policy
     model.load_trainable_state_dict(load_file(str(state_file)))

@@ -11,6 +11,7 @@ that lets every mistake surface before any model loads.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from torch import nn
 from oreal.algorithms import AlgorithmParams
 from oreal.data import Problem, get_template, load_problems, render_prompt
 from oreal.data.loaders import problems_from_rows
+from oreal.errors import UserError
 from oreal.models import load_policy, prepare_tokenizer
 from oreal.models.logprobs import _decoder_and_head
 from oreal.models.lora import LoraSettings, apply_lora
@@ -28,6 +30,7 @@ from oreal.models.reference import FrozenReference
 from oreal.optim import make_optimizer, restore_schedule
 from oreal.rewards import RewardError, RewardStage, build_terms, check_terms_for
 from oreal.rollout import Generator, HFGenerator
+from oreal.runs import resolve_model
 from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed
 from oreal.token_rm import TokenRMTrainer
@@ -37,9 +40,10 @@ from oreal.train.config import OrealConfig
 __all__ = ["BuildError", "Components", "build_components", "decoder_layers", "problems_from"]
 
 RewardFunc = str | Callable[..., Any]
+logger = logging.getLogger(__name__)
 
 
-class BuildError(ValueError):
+class BuildError(UserError):
     """Something in the config or the arguments that cannot make a run (one clear line)."""
 
 
@@ -114,7 +118,7 @@ def _load_policy(
     config: OrealConfig, model: Any, tokenizer: Any, runtime: Runtime
 ) -> tuple[nn.Module, Any]:
     if model is None or isinstance(model, str):
-        name = model or config.model.name_or_path
+        name, _ = resolve_model(model or config.model.name_or_path)
         return load_policy(
             name,
             device=runtime.device,
@@ -152,6 +156,8 @@ def build_components(
     resume_policy: Callable[[nn.Module], None] | None = None,
 ) -> Components:
     """Everything a run trains with (module docstring for the order)."""
+    if model is None or isinstance(model, str):  # a path that names nothing fails first
+        resolve_model(model or config.model.name_or_path)
     reward = _reward_stage(config, reward_funcs)
     try:
         source = train_dataset if train_dataset is not None else config.data.train
@@ -167,7 +173,9 @@ def build_components(
         get_template(config.data.template)
         _check_device(config)
         policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
-        render_prompt(train[0], tokenizer, config.data.template)  # a chat template is there
+        limit = _prompt_limit(config, policy)
+        train = fit_prompts(train, tokenizer, config, limit, label="training")
+        evaluation = fit_prompts(evaluation, tokenizer, config, limit, label="evaluation")
     except BaseException:
         reward.close()
         raise
@@ -259,6 +267,49 @@ def _with_models(
         optimizer=optimizer,
         scheduler=scheduler,
     )
+
+
+def _prompt_limit(config: OrealConfig, policy: nn.Module) -> int | None:
+    """``rollout.max_prompt_tokens``, else the context length minus the generation budget."""
+    if config.rollout.max_prompt_tokens is not None:
+        return config.rollout.max_prompt_tokens
+    context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
+    if isinstance(context, int) and context > config.rollout.max_new_tokens:
+        return context - config.rollout.max_new_tokens
+    return None
+
+
+def fit_prompts(
+    problems: list[Problem], tokenizer: Any, config: OrealConfig, limit: int | None, *, label: str
+) -> list[Problem]:
+    """Render every prompt once: the template must work (a chat template is there), and a
+    prompt longer than ``limit`` tokens is skipped with a warning or refused
+    (``rollout.long_prompts``). A question over 32 characters per allowed token is too long
+    without tokenizing it (a 50 MB question must not be tokenized to find that out)."""
+    if not problems:
+        return problems
+    if limit is None:
+        render_prompt(problems[0], tokenizer, config.data.template)
+        return problems
+    short = [p for p in problems if len(p.question) <= 32 * limit]
+    prompts = [render_prompt(p, tokenizer, config.data.template) for p in short]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    fitting = [p for p, n in zip(short, lengths, strict=True) if n <= limit]
+    dropped = len(problems) - len(fitting)
+    if dropped and config.rollout.long_prompts == "error":
+        first = next(p for p in problems if p not in fitting)
+        raise BuildError(
+            f"{label} problem {first.id!r} has a prompt over {limit} tokens "
+            "(rollout.max_prompt_tokens); rollout.long_prompts=skip drops such problems"
+        )
+    if dropped:
+        logger.warning(
+            "%s: skipped %d of %d problems whose prompt is over %d tokens",
+            label, dropped, len(problems), limit,
+        )  # fmt: skip
+    if not fitting:
+        raise BuildError(f"every {label} prompt is over {limit} tokens (rollout.max_prompt_tokens)")
+    return fitting
 
 
 def _name(source: Any) -> str:

@@ -81,6 +81,7 @@ class LoggingCallback(Callback):
         self.writer: MetricsWriter | None = None
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.logged_step: int | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if not trainer.runtime.is_main:
@@ -90,7 +91,10 @@ class LoggingCallback(Callback):
         self.writer = MetricsWriter(
             trainer.run_dir,
             config.train.loggers,
-            resume_step=trainer.step if trainer.resume_dir is not None else None,
+            # a resumed run's logs are cut back to its checkpoint; a restarted one's emptied
+            resume_step=(-1 if trainer.restarted else trainer.step)
+            if trainer.resume_dir is not None
+            else None,
             config=config.record(),
         )
         before = getattr(_find(trainer, EvalCallback), "before", None)
@@ -105,19 +109,25 @@ class LoggingCallback(Callback):
     def on_step_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         if self.writer is None or self.progress is None or self.task is None:
             return
-        self.writer.log_step(trainer.step, record)
-        if trainer.config.train.samples_per_step and trainer.last_samples:
-            self.writer.log_samples(trainer.step, trainer.last_samples)
+        self.flush(trainer, record)
         status = f"reward {record.get('reward_mean', 0.0):.3f}"
         if "eval_accuracy" in record:
             status += f"  eval {record['eval_accuracy']:.3f}"
         self.progress.update(self.task, advance=1, status=status)
 
+    def flush(self, trainer: Trainer, record: dict[str, float]) -> None:
+        """Write the step's record and samples, once (also when a run stops after its step)."""
+        if self.writer is None or self.logged_step == trainer.step:
+            return
+        self.logged_step = trainer.step
+        self.writer.log_step(trainer.step, record)
+        if trainer.config.train.samples_per_step and trainer.last_samples:
+            self.writer.log_samples(trainer.step, trainer.last_samples)
+
     def on_train_end(self, trainer: Trainer, seconds: float) -> dict[str, Any] | None:
         if self.writer is None:
             return None
-        if self.progress is not None:
-            self.progress.stop()
+        self.stop()
         self.writer.close()
         summary = write_summary(
             trainer.run_dir,
@@ -130,6 +140,12 @@ class LoggingCallback(Callback):
         if trainer.config.train.plot:
             plot_curves(trainer.run_dir)
         return summary
+
+    def stop(self) -> None:
+        """Stop the progress bar (also when a run ends with an error)."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def _find(trainer: Trainer, kind: type) -> Any:

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from oreal.atomic import atomic_dir
+from oreal.atomic import atomic_dir, describe_os_error
+from oreal.errors import UserError
 from oreal.runs import checkpoint_dir, latest_checkpoint, list_checkpoints
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "checkpoint_dir",
     "latest_checkpoint",
     "list_checkpoints",
+    "prune_checkpoints",
     "read_checkpoint",
     "write_checkpoint",
 ]
@@ -97,6 +99,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict[str, A
 
 
 # ------------------------------------------------------------------------------ write / read
+def prune_checkpoints(run_dir: Path, *, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``None`` keeps them all)."""
+    if keep is None:
+        return
+    import shutil
+
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_checkpoint(
     run_dir: Path,
     checkpoint: Checkpoint,
@@ -112,6 +124,20 @@ def write_checkpoint(
     full, merged weights) with its config; ``adapter_writer(folder)`` writes a LoRA adapter.
     """
     final = checkpoint_dir(run_dir, checkpoint.step)
+    try:
+        return _write(final, checkpoint, policy, policy_state, tokenizer, adapter_writer)
+    except OSError as error:  # a full disk, say: the staging folder is gone, the old ones stay
+        raise CheckpointError(describe_os_error(error, final)) from None
+
+
+def _write(
+    final: Path,
+    checkpoint: Checkpoint,
+    policy: Any,
+    policy_state: dict[str, torch.Tensor],
+    tokenizer: Any,
+    adapter_writer: Any,
+) -> Path:
     with atomic_dir(final) as staging:
         policy.save_pretrained(staging / "policy", state_dict=policy_state, safe_serialization=True)
         tokenizer.save_pretrained(staging / "policy")
@@ -136,17 +162,45 @@ def write_checkpoint(
     return final
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read (missing, from another format, damaged)."""
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
-    """Everything of a checkpoint but the policy weights (``path / "policy"``); data only."""
+def read_checkpoint(path: Path, *, verify_weights: bool = False) -> Checkpoint:
+    """Everything of a checkpoint but the policy weights (``path / "policy"``); data only.
+
+    ``verify_weights`` also opens every safetensors file (headers only), so that a truncated
+    or empty weights file is found here, not halfway through loading.
+    """
     state_file = path / "trainer_state.json"
     try:
         record = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{state_file} cannot be read: {error}") from None
+        if verify_weights:
+            _verify_weights(path)
+        return _read(path, record)
+    except (OSError, ValueError, KeyError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} cannot be read: {error}") from None
+
+
+def _verify_weights(path: Path) -> None:
+    from safetensors import safe_open
+
+    files = sorted(path.glob("**/*.safetensors"))
+    if not any(f.parent.name == "policy" for f in files):
+        raise CheckpointError(f"{path} has no policy weights")
+    for file in files:
+        if file.stat().st_size == 0:
+            raise CheckpointError(f"{file} is empty")
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors raises its own error type for a bad header
+            raise CheckpointError(f"{file} is damaged: {error}") from None
+
+
+def _read(path: Path, record: dict[str, Any]) -> Checkpoint:
     if record.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} was written by another oreal version (format {record.get('format')}, "

@@ -15,7 +15,8 @@ from oreal.algorithms import ALGORITHMS, AlgorithmParams, algorithm_params, impo
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused everywhere: optim.lr=inf once saved all-NaN weights with exit 0.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LoraConfig(Section):
@@ -66,6 +67,15 @@ class RolloutConfig(Section):
     max_new_tokens: int = Field(64, ge=1)
     stop: list[str] = Field(default_factory=list)
     max_batch_size: int = Field(64, ge=1, description="Sequences per generate() call.")
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt (tokens) to train or evaluate on; default: the model's "
+        "context length minus max_new_tokens.",
+    )
+    long_prompts: Literal["skip", "error"] = Field(
+        "skip", description="A longer prompt is skipped (with a warning) or an error."
+    )
 
 
 class RewardTermConfig(Section):
@@ -234,6 +244,14 @@ class TrainConfig(Section):
     samples_per_step: int = Field(4, ge=0)
     loggers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     plot: bool = True
+    keep_checkpoints: int | None = Field(
+        None, ge=1, description="Keep only the newest N checkpoints (default: all)."
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads; recorded, so a resumed run computes the same numbers.",
+    )
 
 
 class OrealConfig(Section):

@@ -35,12 +35,48 @@ __all__ = [
 ]
 
 
+class RunLock:
+    """An exclusive lock on a run directory for the life of a trainer (``RUN_DIR/.lock``).
+
+    Two processes writing one run would interleave its logs and checkpoints; the second one is
+    refused with the first one's pid. The lock is released when the process ends, whatever the
+    way (the kernel drops ``flock`` locks with the file descriptor).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        import fcntl
+        import os
+
+        self.path = run_dir / ".lock"
+        self._handle = self.path.open("a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "unknown"
+            self._handle.close()
+            raise ConfigError(
+                f"{run_dir} is in use by another oreal process (pid {holder}); wait for it to "
+                "end, or use another run_dir"
+            ) from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+
 def prepare_run_dir(config: OrealConfig, resume_dir: Path | None) -> Path:
     """The run directory: ``resume_dir``, else ``train.run_dir``, else ``runs/ALGO-TIME``.
 
-    A new run refuses a directory that already holds one and writes its ``config.yaml``.
+    A new run refuses a directory that already holds one and writes its ``config.yaml``; a
+    resumed run rewrites it, so that overrides given with ``--resume`` are on record.
     """
     if resume_dir is not None:
+        dump_config(config.record(), Path(resume_dir) / "config.yaml")
         return Path(resume_dir)
     if config.train.run_dir:
         run_dir = Path(config.train.run_dir)

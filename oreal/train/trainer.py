@@ -31,18 +31,26 @@ from oreal.models.logprobs import batch_logprobs
 from oreal.models.lora import is_lora, lora_scaling, merge_lora
 from oreal.optim import advance_schedule
 from oreal.rollout import Generator, SamplingParams
+from oreal.runs import list_checkpoints
 from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed, keyed_uniforms
 from oreal.train.build import build_components
-from oreal.train.callbacks import Callback, with_defaults
+from oreal.train.callbacks import Callback, LoggingCallback, with_defaults
 from oreal.train.checkpoint import (
     Checkpoint,
-    latest_checkpoint,
+    CheckpointError,
+    prune_checkpoints,
     read_checkpoint,
     write_checkpoint,
 )
 from oreal.train.config import OrealConfig
-from oreal.train.records import prepare_run_dir, row_summary, sample_candidates, sample_record
+from oreal.train.records import (
+    RunLock,
+    prepare_run_dir,
+    row_summary,
+    sample_candidates,
+    sample_record,
+)
 from oreal.train.records import step_metrics as compute_step_metrics
 from oreal.train.update import policy_update
 
@@ -81,37 +89,33 @@ class Trainer:
         config = self.config
         device = None if config.model.device == "auto" else config.model.device
         self.runtime = Runtime.from_env(device)
-        self.console = console or Console(stderr=True, quiet=not self.runtime.is_main)
+        self.console = console or Console(
+            stderr=True, soft_wrap=True, quiet=not self.runtime.is_main
+        )
+        if config.train.threads is not None:
+            torch.set_num_threads(config.train.threads)
         self.resume_dir = Path(resume_from) if resume_from is not None else None
-        checkpoint_path = latest_checkpoint(self.resume_dir) if self.resume_dir else None
-        if self.resume_dir is not None and checkpoint_path is None:
-            raise FileNotFoundError(f"{self.resume_dir} has no checkpoint to resume from")
-        resumed = read_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+        checkpoint_path, resumed = self._checkpoint_to_resume()
+        #: a resumed run without any checkpoint starts over in its directory
+        self.restarted = self.resume_dir is not None and resumed is None
         # Before any model loads: a run directory that already holds a run is refused here.
         run_dir = prepare_run_dir(config, self.resume_dir) if self.runtime.is_main else None
         self.run_dir = Path(self.runtime.broadcast_object(str(run_dir) if run_dir else None))
+        self._lock = RunLock(self.run_dir) if self.runtime.is_main else None
+        self._saved_step = resumed.step if resumed is not None else -1
+        self._step_start: tuple[int, int] | None = None  # data position while in a step
+        self._pending: dict[str, float] | None = None  # a finished step's record in callbacks
+        self._updating = False  # True while an optimizer may have stepped in this step
 
-        def resume_policy(policy: torch.nn.Module) -> None:
-            assert checkpoint_path is not None and resumed is not None
-            if is_lora(policy):
-                from peft import set_peft_model_state_dict
-
-                set_peft_model_state_dict(policy, resumed.adapter or {})
-            else:
-                load_weights(policy, checkpoint_path / "policy")
-
-        parts = build_components(
-            config,
-            self.runtime,
-            model=model,
-            tokenizer=tokenizer,
-            reward_funcs=reward_funcs,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            generator=generator,
-            resume=resumed,
-            resume_policy=resume_policy if resumed is not None else None,
-        )
+        try:
+            parts = self._build(
+                model, tokenizer, reward_funcs, train_dataset, eval_dataset, generator,
+                resumed, checkpoint_path,
+            )  # fmt: skip
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         self.algorithm = parts.algorithm
         assert parts.reward is not None
         self.reward = parts.reward
@@ -135,6 +139,59 @@ class Trainer:
         self.last_batch: StepBatch | None = None
         self.last_samples: list[dict[str, Any]] = []
 
+    def _build(
+        self,
+        model: Any,
+        tokenizer: Any,
+        reward_funcs: Any,
+        train_dataset: Any,
+        eval_dataset: Any,
+        generator: Generator | None,
+        resumed: Checkpoint | None,
+        checkpoint_path: Path | None,
+    ) -> Any:
+        def resume_policy(policy: torch.nn.Module) -> None:
+            assert checkpoint_path is not None and resumed is not None
+            if is_lora(policy):
+                from peft import set_peft_model_state_dict
+
+                set_peft_model_state_dict(policy, resumed.adapter or {})
+            else:
+                load_weights(policy, checkpoint_path / "policy")
+
+        return build_components(
+            self.config,
+            self.runtime,
+            model=model,
+            tokenizer=tokenizer,
+            reward_funcs=reward_funcs,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            generator=generator,
+            resume=resumed,
+            resume_policy=resume_policy if resumed is not None else None,
+        )
+
+    def _checkpoint_to_resume(self) -> tuple[Path | None, Checkpoint | None]:
+        """The newest intact checkpoint of ``resume_dir`` (a damaged one is skipped with a
+        warning), or nothing: a run killed before its first checkpoint starts over."""
+        if self.resume_dir is None:
+            return None, None
+        if not (self.resume_dir / "config.yaml").is_file():
+            raise CheckpointError(f"{self.resume_dir} is not a run directory (no config.yaml)")
+        candidates = list_checkpoints(self.resume_dir)
+        for path in reversed(candidates):
+            try:
+                return path, read_checkpoint(path, verify_weights=True)
+            except CheckpointError as error:
+                self.console.print(f"warning: skipping a damaged checkpoint: {error}")
+        if candidates:
+            raise CheckpointError(f"no intact checkpoint in {self.resume_dir}")
+        self.console.print(
+            f"{self.resume_dir} has no checkpoint yet: starting the run over in it", soft_wrap=True
+        )
+        return None, None
+
     # ------------------------------------------------------------------------------ the recipe
     def train(self) -> dict[str, Any]:
         """Evaluate, run the remaining steps, evaluate again; returns the run summary."""
@@ -144,20 +201,60 @@ class Trainer:
                 callback.on_train_begin(self)
             while self.step < self.config.train.steps:
                 record = self.train_step()
+                self._pending = record  # done, but not yet through every callback
                 for callback in self.callbacks:
                     callback.on_step_end(self, record)
+                self._pending = None
             summary: dict[str, Any] = {}
             for callback in self.callbacks:
                 summary.update(callback.on_train_end(self, time.perf_counter() - started) or {})
             return summary
+        except BaseException as error:
+            self._save_after(error)
+            raise
         finally:
             self.close()
+
+    def _save_after(self, error: BaseException) -> None:
+        """On Ctrl-C or an error, save the last completed step unless it is saved already.
+
+        A step that failed before any optimizer stepped left nothing changed but the data
+        position, which is put back; one that failed inside an update cannot be saved
+        consistently, and the last checkpoint stands. Data-parallel runs do not try: a failed
+        rank cannot join the collectives a checkpoint needs.
+        """
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by an error"
+        if self.runtime.distributed or self._updating or self.step <= self._saved_step:
+            if self._saved_step >= 0:
+                self.console.print(
+                    f"{what}; the last checkpoint is step {self._saved_step}: resume with "
+                    f"oreal train --resume {self.run_dir}",
+                    soft_wrap=True,
+                )
+            return
+        if self._step_start is not None:  # failed inside the step: put its draw back
+            self.data_epoch, self.data_position = self._step_start
+        elif self._pending is not None:  # failed in a callback: the step's record is kept
+            for callback in self.callbacks:
+                if isinstance(callback, LoggingCallback):
+                    callback.flush(self, self._pending)
+        try:
+            path = self.save()
+        except Exception as failure:  # the original error matters more than this one
+            self.console.print(f"{what}; saving a checkpoint failed too: {failure}")
+            return
+        self.console.print(
+            f"{what} after step {self.step}: saved {path}; resume with "
+            f"oreal train --resume {self.run_dir}",
+            soft_wrap=True,
+        )
 
     def train_step(self) -> dict[str, float]:
         """One step of the story; returns this step's metrics (global over ranks)."""
         cfg, step = self.config, self.step
         torch.manual_seed(derive_seed(cfg.train.seed, Purpose.TRAIN_STEP, step, self.runtime.rank))
         timings: dict[str, float] = {}
+        self._step_start, self._updating = (self.data_epoch, self.data_position), False
 
         with _timed(timings, "time_generate"):
             batch = self.rollouts(step)  # problems -> rollouts
@@ -170,6 +267,7 @@ class Trainer:
 
         record: dict[str, float] = {}
         frozen = False
+        self._updating = True  # from here an optimizer may step: no consistent mid-step save
         if self.token_rm is not None:  # -> token weights from the RM before its update
             with _timed(timings, "time_token_rm"):
                 if num_kept:
@@ -187,6 +285,12 @@ class Trainer:
                 self.score_tokens(kept, train)
             with _timed(timings, "time_train"):
                 record.update(self.update(train))
+            if record.get("skipped_nonfinite_updates"):
+                self.console.print(
+                    f"warning: step {step + 1}: a non-finite gradient (loss "
+                    f"{record.get('loss', float('nan')):.4g}); the update was skipped, the "
+                    "weights are unchanged"
+                )
             trained = int(self.runtime.all_reduce(train.loss_mask.sum().reshape(1))[0])
             epochs = cfg.algorithm.update_epochs
             record["train_tokens_per_s"] = trained * epochs / max(timings["time_train"], 1e-9)
@@ -195,6 +299,7 @@ class Trainer:
         record["lr"] = self.scheduler.get_last_lr()[0]
         advance_schedule(self.scheduler)  # also a step without an update counts (release)
         self.step += 1
+        self._updating, self._step_start = False, None
 
         self.last_batch = batch
         record.update(self.step_metrics(batch))
@@ -394,6 +499,12 @@ class Trainer:
             checkpoint.token_rm = self.token_rm.trained_state()
             checkpoint.optimizers["token_rm"] = self.token_rm.optimizer_state()
             checkpoint.schedulers["token_rm"] = self.token_rm.scheduler.state_dict()
+        bad = [name for name, tensor in policy_state.items() if not torch.isfinite(tensor).all()]
+        if bad:
+            raise CheckpointError(
+                f"the policy has non-finite weights at step {self.step} ({bad[0]}, ...): not "
+                "saving them; the last good checkpoint stays (lower optim.lr?)"
+            )
         path = None
         if runtime.is_main:
             base = self.policy.get_base_model() if is_lora(self.policy) else self.policy
@@ -409,11 +520,15 @@ class Trainer:
                 tokenizer=self.tokenizer,
                 adapter_writer=adapter_writer if full_peft is not None else None,
             )
+            prune_checkpoints(self.run_dir, keep=self.config.train.keep_checkpoints)
         runtime.barrier()
+        self._saved_step = self.step
         return path
 
     def close(self) -> None:
-        """Stop the verifier workers (idempotent)."""
+        """Stop the verifier workers and release the run directory (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
         self.reward.close()
         if self._owns_eval_verifier and self._eval_verifier is not None:
             self._eval_verifier.close()

@@ -9,6 +9,7 @@ ranks. Under data parallelism every rank runs the same number of forward/backwar
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
@@ -63,7 +64,7 @@ def policy_update(
     trainable = [p for p in model.parameters() if p.requires_grad]
     totals: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
     grad_norms: list[float] = []
-    optimizer_steps = 0
+    optimizer_steps = skipped = 0
     model.train()
     for epoch in range(epochs):
         order = torch.arange(len(batch))
@@ -107,12 +108,19 @@ def policy_update(
                 for key, value in parts.items():
                     totals[key] += float(value)
             clip = grad_clip if grad_clip is not None else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, clip)
-            grad_norms.append(full_value(grad_norm))
-            optimizer.step()
+            norm = full_value(torch.nn.utils.clip_grad_norm_(trainable, clip))
             optimizer_steps += 1
+            if not math.isfinite(norm):  # never let a NaN or inf into the weights
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            grad_norms.append(norm)
+            optimizer.step()
     names = sorted(totals)
     summed = runtime.all_reduce(torch.stack([totals[k] for k in names])) if names else None
     out = {k: float(summed[i]) / optimizer_steps for i, k in enumerate(names)} if names else {}
-    out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    if grad_norms:
+        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    if skipped:
+        out["skipped_nonfinite_updates"] = float(skipped)
     return out

@@ -1,0 +1,30 @@
+"""What every command shares: how a user error is reported.
+
+One line on stderr, ``error: <message>``, never hard-wrapped (users grep these messages and tests
+read them whatever the terminal width), then exit code 2, no traceback. The message is printed
+as plain text: rich markup in it (a ``[...]`` in a config value) is not interpreted.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+__all__ = ["fail", "stderr_console"]
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def fail(error: BaseException | str, console: Console | None = None) -> NoReturn:
+    """Print ``error: <message>`` as one unwrapped line and exit with code 2."""
+    console = console or stderr_console()
+    message = str(error).replace("\n", " ").strip() if not isinstance(error, str) else error
+    line = Text("error: ", style="bold red")
+    line.append(message)
+    console.print(line, soft_wrap=True, highlight=False)
+    raise typer.Exit(code=2)
