@@ -130,7 +130,8 @@ def test_oreal_paper_value_by_hand() -> None:
 
 
 def test_oreal_release_gradient_matches_closed_form() -> None:
-    # oreal.md §14 item 6: ∂L/∂logπ_t = -(λ+/N+)·A+·w (positive) + (η/N-)·|A-|·w (negative)
+    # The release's gradient (one update per batch, ρ ≡ 1):
+    # ∂L/∂logπ_t = -(λ+/N+)·A+·w (positive) + (η/N-)·|A-|·w (negative)
     #                                   + (β/N)·(1 - π_ref/π_θ)  (k3, every kept token).
     gen = torch.Generator().manual_seed(0)
     b, T = 6, 5

@@ -118,7 +118,7 @@ def test_rm_loss_is_one_bce_per_sequence_on_the_mean_logit() -> None:
     mean0, mean1 = (1 - 3 + 2 + 4) / 4, (-1 + 0.5) / 2
     expected = (-math.log(sigmoid(mean0)) - math.log(1 - sigmoid(mean1))) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
-    # Not the per-token BCE misreading (oreal.md §4.2): that would be a different number.
+    # Not the per-token BCE misreading (natolambert/rlhf-book #505): a different number.
     per_token = torch.nn.functional.binary_cross_entropy_with_logits(
         logits[mask], labels[:, None].expand_as(logits)[mask]
     )

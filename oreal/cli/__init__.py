@@ -6,6 +6,8 @@ sympy) happen inside the commands so that ``oreal --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from oreal.cli import data as data_commands
@@ -14,6 +16,15 @@ from oreal.cli import inspect as inspect_commands
 from oreal.cli import train as train_commands
 from oreal.cli import verify as verify_commands
 
+
+def _version(value: bool) -> None:
+    if value:
+        from oreal import __version__
+
+        typer.echo(f"oreal {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="oreal",
     help="Reinforcement learning from outcome rewards for LLM reasoning (OREAL and its family).",
@@ -21,6 +32,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Reinforcement learning from outcome rewards for LLM reasoning."""
+
+
 app.command("train")(train_commands.train_command)
 app.command("eval")(eval_commands.eval_command)
 app.command("verify")(verify_commands.verify_command)
@@ -29,4 +51,7 @@ app.add_typer(data_commands.app, name="data")
 
 
 def main() -> None:
+    # transformers' own "Loading weights" / "Writing model shards" bars would interleave with
+    # oreal's progress; an explicit HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app()

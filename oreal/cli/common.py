@@ -7,6 +7,7 @@ as plain text: rich markup in it (a ``[...]`` in a config value) is not interpre
 
 from __future__ import annotations
 
+import re
 from typing import NoReturn
 
 import typer
@@ -23,7 +24,7 @@ def stderr_console() -> Console:
 def fail(error: BaseException | str, console: Console | None = None) -> NoReturn:
     """Print ``error: <message>`` as one unwrapped line and exit with code 2."""
     console = console or stderr_console()
-    message = str(error).replace("\n", " ").strip() if not isinstance(error, str) else error
+    message = re.sub(r"\s*\n\s*", " ", str(error)).strip()
     line = Text("error: ", style="bold red")
     line.append(message)
     console.print(line, soft_wrap=True, highlight=False)

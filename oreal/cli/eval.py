@@ -74,6 +74,12 @@ def eval_command(
         bool, typer.Option("--resume", help="Continue the evaluation already in --out.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Sequences per generate() call.", min=1)] = 16,
+    question_field: Annotated[
+        str, typer.Option(help="Column holding the question, in your own files.")
+    ] = "question",
+    answer_field: Annotated[
+        str, typer.Option(help="Column holding the gold answer, in your own files.")
+    ] = "answer",
     seed: Annotated[int, typer.Option(help="Sampling seed (chunk j uses seed + j).")] = 0,
     no_autocast: Annotated[
         bool, typer.Option("--no-autocast", help="fp32 compute instead of bf16 autocast.")
@@ -129,6 +135,8 @@ def eval_command(
             batch_size=batch_size,
             seed=seed,
             autocast=not no_autocast,
+            question_field=question_field,
+            answer_field=answer_field,
         )
         out_dir = out if out is not None else _default_out(model)
         console.print(

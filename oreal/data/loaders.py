@@ -145,7 +145,12 @@ def _to_problem(
     def field(name: str, option: str) -> Any:
         if name not in row:
             have = ", ".join(map(repr, row)) or "none"
-            raise ValueError(f"missing field {name!r} (fields: {have}); set {option}=...")
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(
+                f"missing field {name!r} (fields: {have}); name the column with "
+                f"data.{option} (oreal train), {flag} (oreal eval, oreal data show) or "
+                f"{option}= (Python)"
+            )
         return row[name]
 
     question = field(question_field, "question_field")

@@ -62,6 +62,8 @@ class EvalSettings(BaseModel):
     batch_size: int = 16
     seed: int = 0
     autocast: bool = True
+    question_field: str = "question"
+    answer_field: str = "answer"
 
 
 def default_ks(n: int) -> list[int]:
@@ -144,7 +146,13 @@ def _load_benchmarks(settings: EvalSettings) -> dict[str, list[Any]]:
     loaded = {}
     for name in settings.benchmarks:
         try:
-            problems = load_problems(name, limit=settings.limit, split="test")
+            problems = load_problems(
+                name,
+                limit=settings.limit,
+                split="test",
+                question_field=settings.question_field,
+                answer_field=settings.answer_field,
+            )
         except (ValueError, ImportError) as error:
             raise EvalInputError(f"benchmark {name!r}: {error}") from error
         if not problems:

@@ -73,8 +73,9 @@ def token_rm_loss(
     One binary cross-entropy **per sequence**, on the mean of its token logits, summed and
     divided by the global sequence count ``num_seqs`` = S of the whole step (all micro-batches
     and ranks), so the gradients of any micro-batch split add up to the full-batch gradient
-    (oreal.md §7). This is the release's ``token_level_rm_loss``; a per-token BCE against the
-    sequence label is a known misreading (oreal.md §4.2) and is not what this computes.
+    (arXiv 2502.06781; global counts as in the release). This is the release's
+    ``token_level_rm_loss``; a per-token BCE against the sequence label is a known misreading
+    (natolambert/rlhf-book issue #505) and is not what this computes.
 
     ``logits``: ``[b, R]`` token logits h (with grad); ``mask``: ``[b, R]``; ``labels``: ``[b]``
     in {0, 1}. The result is multiplied by ``dp_world_size`` (backends average gradients over

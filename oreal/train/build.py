@@ -37,7 +37,15 @@ from oreal.token_rm import TokenRMTrainer
 from oreal.train.checkpoint import Checkpoint
 from oreal.train.config import OrealConfig
 
-__all__ = ["BuildError", "Components", "build_components", "decoder_layers", "problems_from"]
+__all__ = [
+    "BuildError",
+    "Components",
+    "Inputs",
+    "build_components",
+    "check_inputs",
+    "decoder_layers",
+    "problems_from",
+]
 
 RewardFunc = str | Callable[..., Any]
 logger = logging.getLogger(__name__)
@@ -80,6 +88,17 @@ def problems_from(
         return rows[:limit] if limit is not None else rows
     located = ((dict(row), None, index) for index, row in enumerate(rows))
     return problems_from_rows(located, label, limit=limit, id_prefix=label, **fields)
+
+
+def _problems(source: Any, config: OrealConfig, *, label: str, key: str) -> list[Problem]:
+    """:func:`problems_from`, with bad input turned into one line naming the config key."""
+    limit = config.data.eval_limit if key == "data.eval" else None
+    try:
+        return problems_from(source, config, label=label, limit=limit)
+    except UserError:
+        raise
+    except (ValueError, ImportError) as error:  # an unknown source, a missing extra
+        raise BuildError(f"{key}: {error}") from None
 
 
 def _reward_stage(config: OrealConfig, reward_funcs: Any) -> RewardStage:
@@ -142,43 +161,66 @@ def _load_policy(
     return model, prepare_tokenizer(tokenizer)
 
 
-def build_components(
+@dataclass
+class Inputs:
+    """What is validated before any model loads: reward terms, problems, template, device."""
+
+    reward: RewardStage
+    train: list[Problem]
+    evaluation: list[Problem]
+
+    def close(self) -> None:
+        self.reward.close()
+
+
+def check_inputs(
     config: OrealConfig,
-    runtime: Runtime,
     *,
     model: Any = None,
-    tokenizer: Any = None,
     reward_funcs: Any = None,
     train_dataset: Any = None,
     eval_dataset: Any = None,
-    generator: Generator | None = None,
-    resume: Checkpoint | None = None,
-    resume_policy: Callable[[nn.Module], None] | None = None,
-) -> Components:
-    """Everything a run trains with (module docstring for the order)."""
+) -> Inputs:
+    """Every check that needs no model: the model path, the reward terms (user functions
+    imported), the training and evaluation problems, the prompt template and the device."""
     if model is None or isinstance(model, str):  # a path that names nothing fails first
         resolve_model(model or config.model.name_or_path)
     reward = _reward_stage(config, reward_funcs)
     try:
         source = train_dataset if train_dataset is not None else config.data.train
-        train = problems_from(source, config, label="train_dataset")
+        train = _problems(source, config, label="train_dataset", key="data.train")
         if not train:
             raise BuildError(f"the training data ({_name(source)}) holds no problem")
         eval_source = eval_dataset if eval_dataset is not None else config.data.eval
         evaluation = (
-            problems_from(eval_source, config, label="eval_dataset", limit=config.data.eval_limit)
+            _problems(eval_source, config, label="eval_dataset", key="data.eval")
             if eval_source is not None
             else []
         )
         get_template(config.data.template)
         _check_device(config)
-        policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
-        limit = _prompt_limit(config, policy)
-        train = fit_prompts(train, tokenizer, config, limit, label="training")
-        evaluation = fit_prompts(evaluation, tokenizer, config, limit, label="evaluation")
     except BaseException:
         reward.close()
         raise
+    return Inputs(reward, train, evaluation)
+
+
+def build_components(
+    config: OrealConfig,
+    runtime: Runtime,
+    inputs: Inputs,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    generator: Generator | None = None,
+    resume: Checkpoint | None = None,
+    resume_policy: Callable[[nn.Module], None] | None = None,
+) -> Components:
+    """Everything a run trains with (module docstring for the order), from checked inputs."""
+    policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
+    limit = _prompt_limit(config, policy)
+    train = fit_prompts(inputs.train, tokenizer, config, limit, label="training")
+    evaluation = fit_prompts(inputs.evaluation, tokenizer, config, limit, label="evaluation")
     with torch.random.fork_rng():  # new weights (LoRA adapters) depend on the seed alone
         torch.manual_seed(derive_seed(config.train.seed, Purpose.INIT))
         components = _with_models(
@@ -190,7 +232,7 @@ def build_components(
             resume=resume,
             resume_policy=resume_policy,
         )
-    components.reward = reward
+    components.reward = inputs.reward
     components.train_problems, components.eval_problems = train, evaluation
     return components
 

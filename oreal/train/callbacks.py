@@ -87,7 +87,6 @@ class LoggingCallback(Callback):
         if not trainer.runtime.is_main:
             return
         config = trainer.config
-        trainer.console.print(f"run directory: {trainer.run_dir}", soft_wrap=True)
         self.writer = MetricsWriter(
             trainer.run_dir,
             config.train.loggers,

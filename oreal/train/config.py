@@ -244,6 +244,11 @@ class TrainConfig(Section):
     samples_per_step: int = Field(4, ge=0)
     loggers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     plot: bool = True
+    save_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="dtype of the policy weights a checkpoint holds: bfloat16 halves them for "
+        "sharing, but a run resumed from them is no longer bit-identical",
+    )
     keep_checkpoints: int | None = Field(
         None, ge=1, description="Keep only the newest N checkpoints (default: all)."
     )

@@ -34,7 +34,7 @@ from oreal.rollout import Generator, SamplingParams
 from oreal.runs import list_checkpoints
 from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed, keyed_uniforms
-from oreal.train.build import build_components
+from oreal.train.build import Components, Inputs, build_components, check_inputs
 from oreal.train.callbacks import Callback, LoggingCallback, with_defaults
 from oreal.train.checkpoint import (
     Checkpoint,
@@ -98,21 +98,32 @@ class Trainer:
         checkpoint_path, resumed = self._checkpoint_to_resume()
         #: a resumed run without any checkpoint starts over in its directory
         self.restarted = self.resume_dir is not None and resumed is None
-        # Before any model loads: a run directory that already holds a run is refused here.
-        run_dir = prepare_run_dir(config, self.resume_dir) if self.runtime.is_main else None
+        # Everything that can be checked without a model is checked before the run directory
+        # is written and before any model loads: bad input leaves nothing behind.
+        inputs = check_inputs(
+            config,
+            model=model,
+            reward_funcs=reward_funcs,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+        )
+        try:
+            run_dir = prepare_run_dir(config, self.resume_dir) if self.runtime.is_main else None
+        except BaseException:
+            inputs.close()
+            raise
         self.run_dir = Path(self.runtime.broadcast_object(str(run_dir) if run_dir else None))
         self._lock = RunLock(self.run_dir) if self.runtime.is_main else None
+        self.console.print(f"run directory: {self.run_dir}")
         self._saved_step = resumed.step if resumed is not None else -1
         self._step_start: tuple[int, int] | None = None  # data position while in a step
         self._pending: dict[str, float] | None = None  # a finished step's record in callbacks
         self._updating = False  # True while an optimizer may have stepped in this step
 
         try:
-            parts = self._build(
-                model, tokenizer, reward_funcs, train_dataset, eval_dataset, generator,
-                resumed, checkpoint_path,
-            )  # fmt: skip
+            parts = self._build(inputs, model, tokenizer, generator, resumed, checkpoint_path)
         except BaseException:
+            inputs.close()
             if self._lock is not None:
                 self._lock.release()
             raise
@@ -141,15 +152,13 @@ class Trainer:
 
     def _build(
         self,
+        inputs: Inputs,
         model: Any,
         tokenizer: Any,
-        reward_funcs: Any,
-        train_dataset: Any,
-        eval_dataset: Any,
         generator: Generator | None,
         resumed: Checkpoint | None,
         checkpoint_path: Path | None,
-    ) -> Any:
+    ) -> Components:
         def resume_policy(policy: torch.nn.Module) -> None:
             assert checkpoint_path is not None and resumed is not None
             if is_lora(policy):
@@ -162,11 +171,9 @@ class Trainer:
         return build_components(
             self.config,
             self.runtime,
+            inputs,
             model=model,
             tokenizer=tokenizer,
-            reward_funcs=reward_funcs,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
             generator=generator,
             resume=resumed,
             resume_policy=resume_policy if resumed is not None else None,
@@ -499,6 +506,11 @@ class Trainer:
             checkpoint.token_rm = self.token_rm.trained_state()
             checkpoint.optimizers["token_rm"] = self.token_rm.optimizer_state()
             checkpoint.schedulers["token_rm"] = self.token_rm.scheduler.state_dict()
+        if self.config.train.save_dtype == "bfloat16":
+            policy_state = {
+                k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                for k, v in policy_state.items()
+            }
         bad = [name for name, tensor in policy_state.items() if not torch.isfinite(tensor).all()]
         if bad:
             raise CheckpointError(
