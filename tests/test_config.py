@@ -109,3 +109,12 @@ def test_demo_grpo_preset_is_the_demo_with_grpo() -> None:
     grpo = load_config(OrealConfig, resolve_config_path("demo_grpo"), []).model_dump()
     assert grpo["algorithm"].pop("name") == "grpo" and demo["algorithm"].pop("name") == "oreal"
     assert grpo == demo, "keep configs/demo_grpo.yaml in sync with configs/demo.yaml"
+
+
+def test_the_configuration_reference_is_current() -> None:
+    """docs/config.md is generated from the schema; regenerate it when a field changes:
+    python -m oreal.train.config_doc > docs/config.md"""
+    from oreal.train.config_doc import config_reference
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert page.read_text() == config_reference()

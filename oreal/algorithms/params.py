@@ -50,11 +50,11 @@ class AlgorithmParams(BaseModel):
     policy_loss: ClassVar[str]
     binary: ClassVar[bool] = False
 
-    reward_scale: RewardScale = "01"
-    kl_coef: float = Field(0.0, ge=0.0)
-    kl_estimator: KLEstimator = "k3"
-    kl_target: KLTarget = "ref"
-    entropy_coef: float = Field(0.0, ge=0.0)
+    reward_scale: RewardScale = Field("01", description="'01' keeps r; 'pm1' maps r to 2r - 1.")
+    kl_coef: float = Field(0.0, ge=0.0, description="β of the KL term in the loss.")
+    kl_estimator: KLEstimator = Field("k3", description="k1, k2 or k3 (Schulman 2020).")
+    kl_target: KLTarget = Field("ref", description="'ref': frozen initial policy; 'old'.")
+    entropy_coef: float = Field(0.0, ge=0.0, description="α of the entropy bonus.")
 
     @property
     def needs_reference(self) -> bool:
@@ -69,7 +69,7 @@ class AlgorithmParams(BaseModel):
 class TokenLossParams(AlgorithmParams):
     """A per-token loss reduced by ``aggregation`` (a registered mode over global counts)."""
 
-    aggregation: str = "token_mean"
+    aggregation: str = Field("token_mean", description="A registered loss aggregation.")
 
     @field_validator("aggregation")
     @classmethod
@@ -85,6 +85,6 @@ class PPOClipParams(TokenLossParams):
     (arXiv 1912.09729) bounds the loss at -c·A on tokens with A < 0; None turns it off.
     """
 
-    clip_eps_low: float = Field(0.2, ge=0.0)
-    clip_eps_high: float = Field(0.2, ge=0.0)
-    dual_clip: float | None = Field(None, gt=1.0)
+    clip_eps_low: float = Field(0.2, ge=0.0, description="ε_low of the ratio clip.")
+    clip_eps_high: float = Field(0.2, ge=0.0, description="ε_high (0.28: DAPO clip-higher).")
+    dual_clip: float | None = Field(None, gt=1.0, description="c of the dual clip (null: off).")

@@ -31,7 +31,7 @@ class LoraConfig(Section):
     target_modules: str | list[str] = Field(
         "all-linear", description="peft target_modules: 'all-linear' or module names."
     )
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input.")
 
 
 class ModelConfig(Section):
@@ -39,10 +39,16 @@ class ModelConfig(Section):
         "embedded",
         description="Hugging Face id or path, a run checkpoint, or 'embedded' (SmolLM2-135M).",
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when present, else CPU ($OREAL_DEVICE overrides)."
+    )
     bf16_autocast: bool = Field(True, description="bf16 compute, fp32 master weights.")
-    gradient_checkpointing: bool = False
-    cache_dir: str | None = None
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute each layer's activations in backward: less memory."
+    )
+    cache_dir: str | None = Field(
+        None, description="Where the embedded GGUF is cached as safetensors (~/.cache/oreal)."
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
@@ -51,21 +57,26 @@ class DataConfig(Section):
         "synthetic:arithmetic?n=2048&digits=2&ops=add,sub&seed=0&split=train",
         description="Any oreal.data.load_problems source: a bundled name, a file, a spec.",
     )
-    eval: str | None = "synthetic:arithmetic?n=64&digits=2&ops=add,sub&seed=12345&split=test"
-    eval_limit: int | None = Field(64, ge=1)
-    question_field: str = "question"
-    answer_field: str = "answer"
+    eval: str | None = Field(
+        "synthetic:arithmetic?n=64&digits=2&ops=add,sub&seed=12345&split=test",
+        description="Held-out problems for greedy pass@1 (null: no evaluation).",
+    )
+    eval_limit: int | None = Field(64, ge=1, description="Evaluate the first N problems.")
+    question_field: str = Field("question", description="Column holding the question.")
+    answer_field: str = Field("answer", description="Column holding the gold answer.")
     template: str = Field("boxed_short", description="Prompt template (oreal.data.templates).")
 
 
 class RolloutConfig(Section):
-    prompts_per_step: int = Field(8, ge=1)
+    prompts_per_step: int = Field(8, ge=1, description="Prompts per step (over all ranks).")
     num_rollouts: int = Field(8, ge=2, description="K rollouts per prompt (one group).")
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(64, ge=1)
-    stop: list[str] = Field(default_factory=list)
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass (1: off).")
+    top_k: int = Field(0, ge=0, description="Top-k filter (0: off).")
+    max_new_tokens: int = Field(64, ge=1, description="Response budget; longer is truncated.")
+    stop: list[str] = Field(
+        default_factory=list, description="Strings that end a response, like eos."
+    )
     max_batch_size: int = Field(64, ge=1, description="Sequences per generate() call.")
     max_prompt_tokens: int | None = Field(
         None,
@@ -99,7 +110,8 @@ class RewardConfig(Section):
     """
 
     functions: list[RewardTermConfig] = Field(
-        default_factory=lambda: [RewardTermConfig(function="verifier")]
+        default_factory=lambda: [RewardTermConfig(function="verifier")],
+        description="Terms: 'verifier', 'module:fn', 'file.py:fn' or {function, weight, name}.",
     )
     mode: Literal["strict", "lenient"] = Field("strict", description="The verifier's mode.")
     timeout: float = Field(5.0, gt=0.0, description="Seconds per verifier check.")
@@ -144,9 +156,13 @@ class AlgorithmConfig(Section):
     validation, so an algorithm registered in a user's file is known by name.
     """
 
-    name: str = "oreal"
-    params: dict[str, Any] = Field(default_factory=dict)
-    plugins: list[str] = Field(default_factory=list)
+    name: str = Field("oreal", description="A registered algorithm (docs/algorithms.md).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The algorithm's parameters (below, per algorithm)."
+    )
+    plugins: list[str] = Field(
+        default_factory=list, description="Modules or .py files imported first (their code runs)."
+    )
     update_epochs: int = Field(1, ge=1, description="Passes over one rollout batch.")
     minibatches: int = Field(1, ge=1, description="Optimizer steps per pass.")
     _resolved: AlgorithmParams | None = PrivateAttr(default=None)
@@ -182,12 +198,14 @@ class AlgorithmConfig(Section):
 
 
 class OptimConfig(Section):
-    lr: float = Field(1e-5, gt=0.0)
+    lr: float = Field(1e-5, gt=0.0, description="Peak AdamW learning rate of the policy.")
     min_lr_ratio: float = Field(0.2, ge=0.0, le=1.0, description="Cosine floor (paper: 1/5).")
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float | None = Field(1.0, gt=0.0)
+    warmup_steps: int = Field(
+        0, ge=0, description="The release's warm-up lr·(s+1)/W, then cosine (oreal.optim)."
+    )
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Max gradient norm (null: off).")
 
 
 class TokenRMConfig(Section):
@@ -208,12 +226,12 @@ class TokenRMConfig(Section):
     name_or_path: str | None = Field(
         None, description="Backbone checkpoint (same vocabulary); default: the initial policy."
     )
-    lr: float = Field(2e-6, gt=0.0)
+    lr: float = Field(2e-6, gt=0.0, description="Peak AdamW learning rate of the RM.")
     min_lr_ratio: float = Field(0.2, ge=0.0, le=1.0, description="Cosine floor (paper: 1/5).")
-    warmup_steps: int = Field(10, ge=0, description="Linear LR warm-up of the RM optimizer.")
-    weight_decay: float = Field(0.01, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float | None = Field(1.0, gt=0.0)
+    warmup_steps: int = Field(10, ge=0, description="The release's warm-up lr·(s+1)/W.")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Max gradient norm (null: off).")
     policy_freeze_steps: int = Field(
         10, ge=0, description="First steps that train only the RM (release actor_freeze_steps)."
     )
@@ -227,23 +245,29 @@ class TokenRMConfig(Section):
         "previous", description="h_t from the state at t - 1 (release) or at token t (paper)."
     )
     micro_batch_size: int | None = Field(None, ge=1, description="Default: train's.")
-    lora_rank: int = Field(16, ge=1)
-    lora_alpha: float = Field(32.0, gt=0.0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target_modules: str | list[str] = "all-linear"
+    lora_rank: int = Field(16, ge=1, description="backbone=lora: LoRA rank.")
+    lora_alpha: float = Field(32.0, gt=0.0, description="backbone=lora: LoRA alpha.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="backbone=lora: dropout.")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="backbone=lora: peft target_modules."
+    )
 
 
 class TrainConfig(Section):
-    steps: int = Field(10, ge=1)
-    micro_batch_size: int = Field(16, ge=1)
-    seed: int = 0
+    steps: int = Field(10, ge=1, description="Training steps (token-RM-only steps included).")
+    micro_batch_size: int = Field(16, ge=1, description="Rows per forward/backward pass.")
+    seed: int = Field(0, description="Keys every random draw (oreal.seeding).")
     eval_every: int = Field(0, ge=0, description="0: only before and after training.")
-    eval_max_new_tokens: int | None = Field(None, ge=1)
+    eval_max_new_tokens: int | None = Field(
+        None, ge=1, description="Evaluation budget (default: rollout.max_new_tokens)."
+    )
     checkpoint_every: int = Field(0, ge=0, description="0: only at the end.")
     run_dir: str | None = Field(None, description="Default: runs/<algorithm>-<timestamp>.")
-    samples_per_step: int = Field(4, ge=0)
-    loggers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    plot: bool = True
+    samples_per_step: int = Field(4, ge=0, description="Rollouts logged to samples.jsonl.")
+    loggers: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Mirrors of metrics.jsonl."
+    )
+    plot: bool = Field(True, description="Write curves.png at the end.")
     save_dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="dtype of the policy weights a checkpoint holds: bfloat16 halves them for "
