@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -32,6 +32,9 @@ from safetensors.torch import load_file, save_file
 from oreal.atomic import atomic_dir, describe_os_error
 from oreal.errors import UserError
 from oreal.runs import checkpoint_dir, latest_checkpoint, list_checkpoints
+
+if TYPE_CHECKING:
+    from oreal.train.trainer import Trainer
 
 __all__ = [
     "FORMAT",
@@ -222,3 +225,87 @@ def _read(path: Path, record: dict[str, Any]) -> Checkpoint:
         token_rm=load_file(str(token_rm)) if token_rm.is_file() else None,
         adapter=load_file(str(adapter)) if adapter.is_file() else None,
     )
+
+
+# ------------------------------------------------------------------------------ a trainer's
+def save_trainer(trainer: Trainer) -> Path | None:
+    """Gather what ``trainer`` must save (collective), check it, write it on the main rank."""
+    from oreal.models.lora import is_lora, lora_scaling, merge_lora
+
+    runtime, policy = trainer.runtime, trainer.policy
+    full_peft = runtime.full_state_dict(policy) if is_lora(policy) else None
+    policy_state = (
+        merge_lora(full_peft, lora_scaling(policy))
+        if full_peft is not None
+        else runtime.full_state_dict(policy)
+    )
+    checkpoint = Checkpoint(
+        step=trainer.step,
+        data_epoch=trainer.data_epoch,
+        data_position=trainer.data_position,
+        schedulers={"policy": trainer.scheduler.state_dict()},
+        optimizers={"policy": runtime.full_optimizer_state(policy, trainer.optimizer)},
+    )
+    if trainer.token_rm is not None:  # the release never saves its RM; an exact resume needs it
+        checkpoint.token_rm = trainer.token_rm.trained_state()
+        checkpoint.optimizers["token_rm"] = trainer.token_rm.optimizer_state()
+        checkpoint.schedulers["token_rm"] = trainer.token_rm.scheduler.state_dict()
+    if trainer.config.train.save_dtype == "bfloat16":
+        policy_state = {
+            k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in policy_state.items()
+        }
+    bad = [name for name, tensor in policy_state.items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(
+            f"the policy has non-finite weights at step {trainer.step} ({bad[0]}, ...): not "
+            "saving them; the last good checkpoint stays (lower optim.lr?)"
+        )
+    path = None
+    if runtime.is_main:
+
+        def adapter_writer(folder: Path) -> None:
+            policy.save_pretrained(folder, state_dict=full_peft)
+
+        path = write_checkpoint(
+            trainer.run_dir,
+            checkpoint,
+            policy=policy.get_base_model() if is_lora(policy) else policy,
+            policy_state=policy_state,
+            tokenizer=trainer.tokenizer,
+            adapter_writer=adapter_writer if full_peft is not None else None,
+        )
+        prune_checkpoints(trainer.run_dir, keep=trainer.config.train.keep_checkpoints)
+    runtime.barrier()
+    return path
+
+
+def find_resumable(resume_dir: Path | None, console: Any) -> tuple[Path | None, Checkpoint | None]:
+    """The newest intact checkpoint of ``resume_dir`` (a damaged one is skipped with a
+    warning), or nothing: a run killed before its first checkpoint starts over."""
+    if resume_dir is None:
+        return None, None
+    if not (resume_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{resume_dir} is not a run directory (no config.yaml)")
+    candidates = list_checkpoints(resume_dir)
+    for path in reversed(candidates):
+        try:
+            return path, read_checkpoint(path, verify_weights=True)
+        except CheckpointError as error:
+            console.print(f"warning: skipping a damaged checkpoint: {error}")
+    if candidates:
+        raise CheckpointError(f"no intact checkpoint in {resume_dir}")
+    console.print(f"{resume_dir} has no checkpoint yet: starting the run over in it")
+    return None, None
+
+
+def load_policy_weights(policy: torch.nn.Module, path: Path, checkpoint: Checkpoint) -> None:
+    """The checkpoint's policy weights into the (unsharded) policy: its adapter for LoRA."""
+    from oreal.models.loading import load_weights
+    from oreal.models.lora import is_lora
+
+    if is_lora(policy):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, checkpoint.adapter or {})
+    else:
+        load_weights(policy, path / "policy")

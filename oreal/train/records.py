@@ -19,13 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from oreal.atomic import atomic_write_json
-from oreal.batch import Rollout
+from oreal.batch import Rollout, StepBatch
 from oreal.config_io import ConfigError, dump_config
 from oreal.eval import EvalResult
+from oreal.runtime import Runtime
 from oreal.train.config import OrealConfig
 
 __all__ = [
+    "RunLock",
     "eval_line",
+    "gather_step_records",
     "prepare_run_dir",
     "progress_bar",
     "row_summary",
@@ -164,6 +167,21 @@ def sample_candidates(rows: Sequence[Rollout], k: int, count: int) -> list[Rollo
     weighted = [row for row in rows if row.token_weights is not None]
     spread = [row for row in rows if row.sample == row.group % k and row not in weighted]
     return (weighted + spread)[:count]
+
+
+def gather_step_records(
+    batch: StepBatch, runtime: Runtime, tokenizer: Any, *, k: int, samples: int
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The step's metrics over every rank's rows, and the samples to log (weighted rows
+    first), from compact per-row summaries gathered to every rank."""
+    local = [row_summary(row) for row in batch]
+    picked = [sample_record(row, tokenizer) for row in sample_candidates(batch.rows, k, samples)]
+    gathered = runtime.all_gather_object((local, picked))
+    rows = [summary for part in gathered for summary in part[0]]
+    candidates = [sample for part in gathered for sample in part[1]]
+    weighted = [s for s in candidates if "token_weights" in s]
+    chosen = (weighted + [s for s in candidates if s not in weighted])[:samples]
+    return step_metrics(rows, k), chosen
 
 
 def progress_bar(console: Console) -> Progress:

@@ -26,32 +26,22 @@ from oreal.algorithms import compute_advantages
 from oreal.batch import Rollout, StepBatch, TrainBatch
 from oreal.data import Problem, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
-from oreal.models.loading import load_weights
 from oreal.models.logprobs import batch_logprobs
 from oreal.models.lora import is_lora, lora_scaling, merge_lora
 from oreal.optim import advance_schedule
 from oreal.rollout import Generator, SamplingParams
-from oreal.runs import list_checkpoints
 from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed, keyed_uniforms
 from oreal.train.build import Components, Inputs, build_components, check_inputs
 from oreal.train.callbacks import Callback, LoggingCallback, with_defaults
 from oreal.train.checkpoint import (
     Checkpoint,
-    CheckpointError,
-    prune_checkpoints,
-    read_checkpoint,
-    write_checkpoint,
+    find_resumable,
+    load_policy_weights,
+    save_trainer,
 )
 from oreal.train.config import OrealConfig
-from oreal.train.records import (
-    RunLock,
-    prepare_run_dir,
-    row_summary,
-    sample_candidates,
-    sample_record,
-)
-from oreal.train.records import step_metrics as compute_step_metrics
+from oreal.train.records import RunLock, gather_step_records, prepare_run_dir
 from oreal.train.update import policy_update
 
 __all__ = ["Trainer"]
@@ -95,7 +85,7 @@ class Trainer:
         if config.train.threads is not None:
             torch.set_num_threads(config.train.threads)
         self.resume_dir = Path(resume_from) if resume_from is not None else None
-        checkpoint_path, resumed = self._checkpoint_to_resume()
+        checkpoint_path, resumed = find_resumable(self.resume_dir, self.console)
         #: a resumed run without any checkpoint starts over in its directory
         self.restarted = self.resume_dir is not None and resumed is None
         # Everything that can be checked without a model is checked before the run directory
@@ -161,12 +151,7 @@ class Trainer:
     ) -> Components:
         def resume_policy(policy: torch.nn.Module) -> None:
             assert checkpoint_path is not None and resumed is not None
-            if is_lora(policy):
-                from peft import set_peft_model_state_dict
-
-                set_peft_model_state_dict(policy, resumed.adapter or {})
-            else:
-                load_weights(policy, checkpoint_path / "policy")
+            load_policy_weights(policy, checkpoint_path, resumed)
 
         return build_components(
             self.config,
@@ -178,26 +163,6 @@ class Trainer:
             resume=resumed,
             resume_policy=resume_policy if resumed is not None else None,
         )
-
-    def _checkpoint_to_resume(self) -> tuple[Path | None, Checkpoint | None]:
-        """The newest intact checkpoint of ``resume_dir`` (a damaged one is skipped with a
-        warning), or nothing: a run killed before its first checkpoint starts over."""
-        if self.resume_dir is None:
-            return None, None
-        if not (self.resume_dir / "config.yaml").is_file():
-            raise CheckpointError(f"{self.resume_dir} is not a run directory (no config.yaml)")
-        candidates = list_checkpoints(self.resume_dir)
-        for path in reversed(candidates):
-            try:
-                return path, read_checkpoint(path, verify_weights=True)
-            except CheckpointError as error:
-                self.console.print(f"warning: skipping a damaged checkpoint: {error}")
-        if candidates:
-            raise CheckpointError(f"no intact checkpoint in {self.resume_dir}")
-        self.console.print(
-            f"{self.resume_dir} has no checkpoint yet: starting the run over in it", soft_wrap=True
-        )
-        return None, None
 
     # ------------------------------------------------------------------------------ the recipe
     def train(self) -> dict[str, Any]:
@@ -439,17 +404,14 @@ class Trainer:
 
     def step_metrics(self, batch: StepBatch) -> dict[str, float]:
         """The step's rollout metrics over every rank, and the samples to log (main rank)."""
-        k = self.config.rollout.num_rollouts
-        count = self.config.train.samples_per_step
-        local = [row_summary(row) for row in batch]
-        picked = sample_candidates(batch.rows, k, count)
-        samples = [sample_record(row, self.tokenizer) for row in picked]
-        gathered = self.runtime.all_gather_object((local, samples))
-        rows = [summary for part in gathered for summary in part[0]]
-        candidates = [sample for part in gathered for sample in part[1]]
-        weighted = [s for s in candidates if "token_weights" in s]
-        self.last_samples = (weighted + [s for s in candidates if s not in weighted])[:count]
-        return compute_step_metrics(rows, k)
+        metrics, self.last_samples = gather_step_records(
+            batch,
+            self.runtime,
+            self.tokenizer,
+            k=self.config.rollout.num_rollouts,
+            samples=self.config.train.samples_per_step,
+        )
+        return metrics
 
     # ------------------------------------------------------------------------------ evaluation
     @property
@@ -488,52 +450,7 @@ class Trainer:
     def save(self) -> Path | None:
         """A checkpoint of the current step (collective; the main rank writes). Its path on
         the main rank, None on the others."""
-        runtime = self.runtime
-        full_peft = runtime.full_state_dict(self.policy) if is_lora(self.policy) else None
-        policy_state = (
-            merge_lora(full_peft, lora_scaling(self.policy))
-            if full_peft is not None
-            else runtime.full_state_dict(self.policy)
-        )
-        checkpoint = Checkpoint(
-            step=self.step,
-            data_epoch=self.data_epoch,
-            data_position=self.data_position,
-            schedulers={"policy": self.scheduler.state_dict()},
-            optimizers={"policy": runtime.full_optimizer_state(self.policy, self.optimizer)},
-        )
-        if self.token_rm is not None:  # the release never saves its RM; an exact resume needs it
-            checkpoint.token_rm = self.token_rm.trained_state()
-            checkpoint.optimizers["token_rm"] = self.token_rm.optimizer_state()
-            checkpoint.schedulers["token_rm"] = self.token_rm.scheduler.state_dict()
-        if self.config.train.save_dtype == "bfloat16":
-            policy_state = {
-                k: v.to(torch.bfloat16) if v.is_floating_point() else v
-                for k, v in policy_state.items()
-            }
-        bad = [name for name, tensor in policy_state.items() if not torch.isfinite(tensor).all()]
-        if bad:
-            raise CheckpointError(
-                f"the policy has non-finite weights at step {self.step} ({bad[0]}, ...): not "
-                "saving them; the last good checkpoint stays (lower optim.lr?)"
-            )
-        path = None
-        if runtime.is_main:
-            base = self.policy.get_base_model() if is_lora(self.policy) else self.policy
-
-            def adapter_writer(folder: Path) -> None:
-                self.policy.save_pretrained(folder, state_dict=full_peft)
-
-            path = write_checkpoint(
-                self.run_dir,
-                checkpoint,
-                policy=base,
-                policy_state=policy_state,
-                tokenizer=self.tokenizer,
-                adapter_writer=adapter_writer if full_peft is not None else None,
-            )
-            prune_checkpoints(self.run_dir, keep=self.config.train.keep_checkpoints)
-        runtime.barrier()
+        path = save_trainer(self)
         self._saved_step = self.step
         return path
 
