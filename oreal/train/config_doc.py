@@ -88,7 +88,8 @@ def config_reference() -> str:
         "method's paper or its authors' code (evidence: [algorithms.md](algorithms.md)).",
         "",
     ]
-    for name, model in ALGORITHMS.items():
+    shipped = {n: m for n, m in ALGORITHMS.items() if m.__module__.startswith("oreal.")}
+    for name, model in shipped.items():  # plug-ins registered in this process are not shipped
         lines += [f"### `{name}` ({model.paper})", ""]
         lines += _table(model, "")
     return "\n".join(lines).rstrip() + "\n"
