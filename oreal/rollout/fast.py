@@ -164,30 +164,16 @@ class FastGenerator:
         params: SamplingParams,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Generate the ``(prompt, sample)`` rows of one batch; tokens and log-probs per row."""
-        distinct = sorted({g for g, _ in rows}, key=lambda g: -len(encoded[g]))
-        width = len(encoded[distinct[0]])
+        distinct = sorted({g for g, _ in rows})
         steps = params.max_new_tokens
-        cache = self._cache_for(len(rows), width + steps)
-
-        # Prefill each distinct prompt once, left-padded to the batch width.
-        ids = torch.full((len(distinct), width), self.pad_token_id, dtype=torch.long)
-        valid = torch.zeros((len(distinct), width), dtype=torch.bool)
-        for r, g in enumerate(distinct):
-            ids[r, width - len(encoded[g]) :] = torch.tensor(encoded[g])
-            valid[r, width - len(encoded[g]) :] = True
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        # Padding queries attend to themselves only, so their (unused) states stay finite.
-        attend = (valid[:, None, None, :] & causal) | torch.eye(width, dtype=torch.bool)
-        prompt_logits = self.decoder.forward(ids, positions, cache, 0, attend)
-
-        slot = {g: r for r, g in enumerate(distinct)}
-        source = torch.tensor([slot[g] for g, _ in rows])
-        cache.copy_rows(source, width)
-        logits = prompt_logits[source]
-        key_valid = torch.zeros((len(rows), width + steps), dtype=torch.bool)
-        key_valid[:, :width] = valid[source]
-        next_position = positions[source, -1] + 1
+        longest = max(len(encoded[g]) for g in distinct)
+        cache = self._cache_for(len(rows), longest + steps)
+        # Each distinct prompt is prefilled once, into the cache rows of all its samples.
+        targets = [[r for r, (g, _) in enumerate(rows) if g == d] for d in distinct]
+        prompt_logits = self.decoder.prefill([encoded[g] for g in distinct], cache, targets)
+        slot = {g: p for p, g in enumerate(distinct)}
+        logits = prompt_logits[torch.tensor([slot[g] for g, _ in rows])]
+        position = torch.tensor([len(encoded[g]) for g, _ in rows])  # of the next token
         uniforms = None
         if not params.greedy:
             row_keys = torch.tensor([keys[g] for g, _ in rows])
@@ -215,18 +201,15 @@ class FastGenerator:
                 break
             if float(running.float().mean()) <= 1 - _COMPACT_FRACTION:
                 keep = running.nonzero().squeeze(1)
-                cache.copy_rows(keep, width + t)
-                live, running, tokens = live[keep], running[keep], tokens[keep]
-                next_position, key_valid = next_position[keep], key_valid[keep]
-            key_valid[:, width + t] = True
-            logits = self.decoder.forward(
-                tokens[:, None],
-                next_position[:, None],
-                cache,
-                width + t,
-                key_valid[:, None, None, : width + t + 1],
-            )
-            next_position = next_position + 1
+                cache.copy_rows(keep, int(position.max()))
+                live, running, tokens, position = (
+                    live[keep],
+                    running[keep],
+                    tokens[keep],
+                    position[keep],
+                )
+            logits = self.decoder.decode(tokens, position, cache)
+            position = position + 1
         return out_tokens.tolist(), out_logprobs.tolist()
 
     def _stopped(

@@ -19,6 +19,7 @@ a position-independent rotary table (default, linear, llama3, yarn scalings).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -181,14 +182,14 @@ class LlamaDecoder:
     # ----------------------------------------------------------------------------- compute
 
     def new_cache(self, rows: int, length: int) -> KVCache:
+        """A zeroed cache; fp32 storage of (in bf16 mode) bf16-rounded keys and values, so
+        decode attention runs in fp32 without re-casting the cache at every step."""
         shape = (self.layers, rows, self.kv_heads, length, self.head_dim)
-        return KVCache(
-            torch.zeros(shape, dtype=self.matmul_dtype), torch.zeros(shape, dtype=self.matmul_dtype)
-        )
+        return KVCache(torch.zeros(shape), torch.zeros(shape))
 
     def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin ``[rows, steps, head_dim]`` (fp32), from a table grown on demand; the table
-        holds exactly what transformers' rotary module computes for each position."""
+        """cos/sin (fp32) for ``positions``, from a table grown on demand; the table holds
+        exactly what transformers' rotary module computes for each position."""
         needed = int(positions.max()) + 1
         if needed > self._cos.shape[0]:
             size = max(needed, 2 * self._cos.shape[0], 256)
@@ -202,53 +203,103 @@ class LlamaDecoder:
         variance = hidden.pow(2).mean(-1, keepdim=True)
         return (weight * (hidden * torch.rsqrt(variance + self.eps))).to(self.matmul_dtype)
 
-    @torch.no_grad()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        cache: KVCache,
-        start: int,
-        attend: torch.Tensor,
-    ) -> torch.Tensor:
-        """Run ``input_ids`` ``[rows, steps]`` at cache columns ``start..start+steps`` of cache
-        rows ``0..rows``; return fp32 logits of each row's last step, ``[rows, vocab]``.
+    def _qkv(
+        self, layer: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q, k and v of ``hidden`` ``[tokens, hidden]``: ``[tokens, heads, head_dim]``,
+        rounded to the matmul dtype (what SDPA receives under autocast) and held in fp32."""
+        tokens = hidden.shape[0]
+        qkv = F.linear(
+            self._norm(hidden, self.attn_norm[layer]), self.qkv[layer], self.qkv_b[layer]
+        )
+        q, k, v = qkv.view(tokens, -1, self.head_dim).split(
+            (self.heads, self.kv_heads, self.kv_heads), dim=1
+        )
+        cos, sin = cos[:, None], sin[:, None]
+        q = (q * cos + _rotate_half(q) * sin).to(self.matmul_dtype).float()
+        k = (k * cos + _rotate_half(k) * sin).to(self.matmul_dtype).float()
+        return q, k, v.float()
 
-        ``attend`` is a bool mask ``[rows, 1, steps, start+steps]``: which cache columns each
-        query may attend to (padding off, causal inside the new steps).
+    def _mlp_and_output(self, layer: int, hidden: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + F.linear(attn.to(self.matmul_dtype), self.out[layer])
+        gate, up = F.linear(self._norm(hidden, self.mlp_norm[layer]), self.gate_up[layer]).chunk(
+            2, -1
+        )
+        return hidden + F.linear(F.silu(gate) * up, self.down[layer])
+
+    def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._norm(last_hidden, self.final_norm), self.lm_head).float()
+
+    @torch.no_grad()
+    def prefill(
+        self, prompts: list[list[int]], cache: KVCache, rows: list[list[int]]
+    ) -> torch.Tensor:
+        """Run each prompt once and store its keys/values, left-aligned (column = position),
+        in every cache row of ``rows[p]``; return fp32 next-token logits ``[prompts, vocab]``.
+
+        Prompts are packed into one sequence for the matmuls (no padding) and attend only to
+        themselves (causal SDPA per prompt), so a prompt's numbers do not depend on the others.
         """
-        rows, steps = input_ids.shape
-        end = start + steps
-        hidden = F.embedding(input_ids, self.embed)
+        lengths = [len(p) for p in prompts]
+        ids = torch.tensor([t for p in prompts for t in p])
+        positions = torch.cat([torch.arange(n) for n in lengths])
+        bounds = torch.tensor([0, *lengths]).cumsum(0).tolist()
+        targets = [torch.tensor(r) for r in rows]
+        hidden = F.embedding(ids, self.embed)
         cos, sin = self._rotary(positions)
-        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
         groups = self.heads // self.kv_heads
         for i in range(self.layers):
-            qkv = F.linear(self._norm(hidden, self.attn_norm[i]), self.qkv[i], self.qkv_b[i])
-            q, k, v = qkv.view(rows, steps, -1, self.head_dim).split(
-                (self.heads, self.kv_heads, self.kv_heads), dim=2
-            )
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            q = (q * cos + _rotate_half(q) * sin).to(self.matmul_dtype)
-            cache.keys[i, :rows, :, start:end] = k * cos + _rotate_half(k) * sin
-            cache.values[i, :rows, :, start:end] = v
-            keys = cache.keys[i, :rows, :, :end]
-            values = cache.values[i, :rows, :, :end]
-            if steps == 1 and groups > 1:
-                # One query per row: its heads become the "positions" of their kv head.
-                q = q.reshape(rows, self.kv_heads, groups, self.head_dim)
-            elif groups > 1:
-                keys = keys.repeat_interleave(groups, dim=1)
-                values = values.repeat_interleave(groups, dim=1)
-            attn = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=attend, scale=self.head_dim**-0.5
-            )
-            attn = attn.reshape(rows, self.heads, steps, self.head_dim).transpose(1, 2)
-            hidden = hidden + F.linear(attn.reshape(rows, steps, -1), self.out[i])
-            gate, up = F.linear(self._norm(hidden, self.mlp_norm[i]), self.gate_up[i]).chunk(2, -1)
-            hidden = hidden + F.linear(F.silu(gate) * up, self.down[i])
-        last = self._norm(hidden[:, -1], self.final_norm)
-        return F.linear(last, self.lm_head).float()
+            q, k, v = self._qkv(i, hidden, cos, sin)
+            outputs = []
+            for p, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                pk, pv = k[lo:hi].transpose(0, 1), v[lo:hi].transpose(0, 1)
+                cache.keys[i, targets[p], :, : hi - lo] = pk
+                cache.values[i, targets[p], :, : hi - lo] = pv
+                attn = F.scaled_dot_product_attention(
+                    q[lo:hi].transpose(0, 1).to(self.matmul_dtype),
+                    pk.repeat_interleave(groups, 0).to(self.matmul_dtype),
+                    pv.repeat_interleave(groups, 0).to(self.matmul_dtype),
+                    is_causal=True,
+                    scale=self.head_dim**-0.5,
+                )
+                outputs.append(attn.transpose(0, 1).reshape(hi - lo, -1))
+            hidden = self._mlp_and_output(i, hidden, torch.cat(outputs))
+        return self._logits(hidden[torch.tensor(bounds[1:]) - 1])
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One step for cache rows ``0..len(tokens)``: token ``tokens[r]`` at position (= cache
+        column) ``positions[r]``; returns fp32 next-token logits ``[rows, vocab]``.
+
+        Attention is computed in fp32 with two matmuls over the row's left-aligned cache; the
+        span covers the longest row and shorter rows see exact zeros past their end. Scores
+        contract over head_dim, and the weighted sum of values is one fp32 matmul whose results
+        were measured not to change with the span or the number of rows (the numerator and
+        the normaliser use the same kind of matmul), so a row's numbers do not depend on the
+        others. SDPA's CPU kernel does change with the span (tested).
+        """
+        rows = tokens.shape[0]
+        span = int(positions.max()) + 1
+        row_index = torch.arange(rows)
+        visible = torch.arange(span)[None, :] <= positions[:, None]  # [rows, span]
+        hidden = F.embedding(tokens, self.embed)
+        cos, sin = self._rotary(positions)
+        groups = self.heads // self.kv_heads
+        scale = self.head_dim**-0.5
+        ones = torch.ones(span, 1)
+        for i in range(self.layers):
+            q, k, v = self._qkv(i, hidden, cos, sin)
+            cache.keys[i, row_index, :, positions] = k
+            cache.values[i, row_index, :, positions] = v
+            keys = cache.keys[i, :rows, :, :span]
+            values = cache.values[i, :rows, :, :span]
+            q = q.view(rows, self.kv_heads, groups, self.head_dim)
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [rows, kv, groups, span]
+            scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
+            weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+            attn = torch.matmul(weights, values) / torch.matmul(weights, ones)
+            hidden = self._mlp_and_output(i, hidden, attn.reshape(rows, -1))
+        return self._logits(hidden)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

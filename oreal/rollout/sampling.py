@@ -108,25 +108,44 @@ def filter_probs(
     below ``top_p``). Returns ``(weights, log_total)`` with ``weights`` fp32 ``[rows, vocab]``,
     zero outside the kept set, and ``log p(token) = log(weights[token]) - log_total``.
     """
+    weights = _filtered_weights(logits, temperature, top_k, top_p)
+    return weights, _block_cdf(weights)[:, -1:].log().float()
+
+
+def _filtered_weights(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float
+) -> torch.Tensor:
     scaled = logits.float()
     if temperature != 1.0:
         scaled = scaled / temperature
     if top_k and top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    peak = scaled.amax(dim=-1, keepdim=True)
-    weights = torch.exp(scaled - peak)
+    weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))
     if top_p < 1.0:
         weights = _top_p_filter(weights, top_p)
-    total = weights.sum(dim=-1, keepdim=True, dtype=torch.float64)
-    return weights, total.log().float()
+    return weights
+
+
+def _block_cdf(weights: torch.Tensor) -> torch.Tensor:
+    """Cumulative sums over vocabulary blocks, float64 ``[rows, blocks]``.
+
+    Every sum here has a fixed order that depends only on the row itself: blocks of 256 are
+    summed in fp32 (relative error ~1e-7), then accumulated in order in fp64. A plain
+    ``sum(-1)`` over the vocabulary may be split across threads differently for 1 row than
+    for 64, which would make a row's normaliser, and so its draws, depend on the batch.
+    """
+    rows, vocab = weights.shape
+    pad = (-vocab) % _CDF_BLOCK
+    padded = torch.nn.functional.pad(weights, (0, pad)) if pad else weights
+    return torch.cumsum(padded.view(rows, -1, _CDF_BLOCK).sum(dim=-1).double(), dim=-1)
 
 
 def _top_p_filter(weights: torch.Tensor, top_p: float) -> torch.Tensor:
     """Zero the tail beyond the nucleus. A full sort of 49k entries per row costs ~0.3 s at 64
     rows, so the nucleus is looked for among the 512 largest first; rows whose top 512 do not
     reach ``top_p`` (flat distributions) fall back to a full sort."""
-    total = weights.sum(dim=-1, keepdim=True)
+    total = _block_cdf(weights)[:, -1:].float()
     candidates = min(512, weights.shape[-1])
     top = torch.topk(weights, candidates, dim=-1).values  # descending
     thresholds = _nucleus_threshold(top, total, top_p)
@@ -152,8 +171,10 @@ def _nucleus_threshold(descending: torch.Tensor, total: torch.Tensor, top_p: flo
     return torch.where(complete, threshold, torch.full_like(threshold, float("nan")))
 
 
-def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """First index whose cumulative weight exceeds ``u * total`` (float64 sums), per row.
+def _inverse_cdf(
+    weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor
+) -> torch.Tensor:
+    """First index whose cumulative weight exceeds ``u * total``, per row.
 
     Two levels: block sums locate the block, a prefix sum inside that block locates the token.
     Zero-weight entries can never be chosen (the cumulative sum does not grow across them).
@@ -162,7 +183,6 @@ def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     pad = (-vocab) % _CDF_BLOCK
     padded = torch.nn.functional.pad(weights, (0, pad)) if pad else weights
     blocks = padded.view(rows, -1, _CDF_BLOCK)
-    block_cdf = torch.cumsum(blocks.sum(dim=-1, dtype=torch.float64), dim=-1)
     target = uniforms.to(torch.float64)[:, None] * block_cdf[:, -1:]
     block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=block_cdf.shape[1] - 1)
     before = torch.where(
@@ -194,11 +214,13 @@ def sample_from_logits(
     """
     if temperature == 0.0:
         tokens = logits.argmax(dim=-1)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
-    if uniforms is None:
-        raise ValueError("sampling needs one uniform per row")
-    weights, log_total = filter_probs(logits, temperature, top_k, top_p)
-    tokens = _inverse_cdf(weights, uniforms)
-    chosen = weights.gather(-1, tokens[:, None])
-    return tokens, (chosen.log() - log_total).squeeze(-1)
+        weights = torch.exp(logits.float() - logits.float().amax(dim=-1, keepdim=True))
+    else:
+        if uniforms is None:
+            raise ValueError("sampling needs one uniform per row")
+        weights = _filtered_weights(logits, temperature, top_k, top_p)
+    block_cdf = _block_cdf(weights)
+    if temperature != 0.0:
+        tokens = _inverse_cdf(weights, block_cdf, uniforms)
+    chosen = weights.gather(-1, tokens[:, None]).double()
+    return tokens, (chosen.log() - block_cdf[:, -1:].log()).float().squeeze(-1)
