@@ -27,7 +27,13 @@ import torch
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "KVCache", "LlamaDecoder", "unsupported_reason"]
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "KVCache",
+    "LlamaDecoder",
+    "strip_wrapper_prefixes",
+    "unsupported_reason",
+]
 
 SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"LlamaForCausalLM", "Qwen2ForCausalLM"})
 #: Rotary scalings whose inverse frequencies do not depend on the sequence length.
@@ -147,7 +153,7 @@ class LlamaDecoder:
         ``full_tensor()``.
         """
         raw = source.state_dict() if isinstance(source, torch.nn.Module) else source
-        state = {_strip_prefixes(key): value for key, value in raw.items()}
+        state = {strip_wrapper_prefixes(key): value for key, value in raw.items()}
 
         def take(name: str) -> torch.Tensor:
             if name not in state:
@@ -307,7 +313,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _strip_prefixes(name: str) -> str:
+def strip_wrapper_prefixes(name: str) -> str:
+    """``name`` without the prefixes wrappers (torch.compile, DDP, FSDP1) add."""
     changed = True
     while changed:
         changed = False
