@@ -11,9 +11,9 @@ import torch
 
 pytest.importorskip("vllm")
 
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer, save_tiny  # noqa: E402
-from oreal.rollout import Generator, HFGenerator, SamplingParams  # noqa: E402
-from oreal.rollout.vllm import VLLMGenerator, request_seed  # noqa: E402
+from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer, save_tiny
+from oreal.rollout import Generator, HFGenerator, SamplingParams
+from oreal.rollout.vllm import VLLMGenerator, request_seed
 
 #: vLLM's CPU attention wants head_dim >= 32.
 SHAPE = {"hidden": 128, "heads": 4, "kv_heads": 2, "layers": 2}
