@@ -121,7 +121,10 @@ def _filtered_weights(
     if top_k and top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))
+    peak = scaled.amax(dim=-1, keepdim=True)
+    # In place on our own copy: two fewer [rows, vocab] allocations per decoding step.
+    weights = (scaled - peak) if scaled is logits else scaled.sub_(peak)
+    weights = weights.exp_()
     if top_p < 1.0:
         weights = _top_p_filter(weights, top_p)
     return weights
