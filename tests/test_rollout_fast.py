@@ -8,7 +8,7 @@ import logging
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
 from oreal.models.device import autocast_context
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
@@ -222,3 +222,48 @@ def test_rejects_bad_arguments(model, tokenizer):
         fast.generate(["x"], GREEDY, keys=[-1])
     with pytest.raises(ValueError):
         FastGenerator(model, tokenizer, max_batch_size=0)
+
+
+def test_finished_rows_are_compacted_without_changing_any_row(model, tokenizer, monkeypatch):
+    """Many eos ids make rows end at different steps, so the batch is compacted several times;
+    every row must equal a run that never compacts, and a run one row at a time."""
+    import oreal.rollout.fast as fast_module
+
+    prompts = chat(tokenizer, QUESTIONS)
+    eos = list(range(40, 70))  # ~30% of the vocabulary ends a row
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=5)
+    compacted = rows(
+        FastGenerator(model, tokenizer, eos_token_ids=eos).generate(prompts, params, 8)
+    )
+    lengths = {len(r) for _, _, r in compacted}
+    assert len(lengths) > 3  # rows really ended at different steps
+    monkeypatch.setattr(fast_module, "_COMPACT_FRACTION", 2.0)  # never compact
+    plain = FastGenerator(model, tokenizer, eos_token_ids=eos).generate(prompts, params, 8)
+    assert rows(plain) == compacted
+    alone = FastGenerator(model, tokenizer, eos_token_ids=eos, max_batch_size=1)
+    assert rows(alone.generate(prompts, params, 8)) == compacted
+
+
+def test_qwen2_with_qkv_bias_and_tied_embeddings(tokenizer):
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        qwen = Qwen2ForCausalLM(config).eval()
+        for layer in qwen.model.layers:  # non-zero biases, so dropping them would show
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(proj.bias, std=0.5)
+    prompts = chat(tokenizer, QUESTIONS)
+    reference = HFGenerator(qwen, tokenizer, autocast=False).generate(prompts, GREEDY)
+    fast = FastGenerator(qwen, tokenizer, matmul_dtype=torch.float32)
+    assert fast.decoder.qkv_bias and fast.decoder.tied
+    assert rows(fast.generate(prompts, GREEDY)) == rows(reference)
