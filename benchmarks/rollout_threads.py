@@ -26,7 +26,8 @@ SETTINGS = [
 ]
 
 
-def _one(setting: dict, compete: int, args: argparse.Namespace) -> float:
+def _one(setting: dict, compete: int, args: argparse.Namespace) -> float | None:
+    """Median tok/s of one process, or None when it ran past ``--timeout`` (a collapse)."""
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     if setting["OMP_WAIT_POLICY"]:
@@ -48,7 +49,10 @@ def _one(setting: dict, compete: int, args: argparse.Namespace) -> float:
             "--out",
             out.name,
         ]
-        subprocess.run(command, env=env, check=True, capture_output=True)
+        try:
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            return None
         result = json.loads(Path(out.name).read_text())
     return float(result["backends"]["fast"]["tokens_per_s_median"])
 
@@ -58,6 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed generations per process")
     parser.add_argument("--rounds", type=int, default=2, help="idle/busy pairs per setting")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per process")
     parser.add_argument("--out", default="benchmarks/results/rollout_threads.json")
     args = parser.parse_args()
     rows = []
@@ -66,19 +71,21 @@ def main() -> None:
         for _ in range(args.rounds):
             idle.append(_one(setting, 0, args))
             busy.append(_one(setting, 1, args))
+        # A timed-out run counts as 0 tok/s: the median then says "collapsed".
+        idle_median = statistics.median(v or 0.0 for v in idle)
+        busy_median = statistics.median(v or 0.0 for v in busy)
         row = {
             **setting,
             "idle_tokens_per_s": idle,
             "busy_tokens_per_s": busy,
-            "idle_median": statistics.median(idle),
-            "busy_median": statistics.median(busy),
-            "slowdown_busy_vs_idle": statistics.median(idle) / statistics.median(busy),
+            "idle_median": idle_median,
+            "busy_median": busy_median,
+            "slowdown_busy_vs_idle": idle_median / busy_median if busy_median else None,
         }
         rows.append(row)
         print(
             f"threads={setting['threads']} wait={setting['OMP_WAIT_POLICY'] or 'default'}: "
-            f"idle {row['idle_median']:.0f} tok/s, one hog {row['busy_median']:.0f} tok/s "
-            f"({row['slowdown_busy_vs_idle']:.2f}x slower)",
+            f"idle {idle} tok/s, one hog {busy} tok/s (None: past --timeout)",
             flush=True,
         )
     out = Path(args.out)
@@ -88,7 +95,8 @@ def main() -> None:
             {
                 "benchmark": "rollout_threads",
                 "command": " ".join(["python", *sys.argv]),
-                "shape": "8 prompts x 8 samples x 64 new tokens, embedded model, fast path",
+                "shape": f"8 prompts x 8 samples x {args.new_tokens} new tokens, embedded, fast",
+                "timeout_s": args.timeout,
                 "note": "shared 2-core machine: other engineers' jobs ran as well",
                 "settings": rows,
             },
