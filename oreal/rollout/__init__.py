@@ -7,9 +7,11 @@ from oreal.rollout.base import (
     RolloutBatch,
     SamplingParams,
 )
+from oreal.rollout.fast import FastGenerator, make_cpu_generator
 from oreal.rollout.hf import HFGenerator, generation_mode
 
 __all__ = [
+    "FastGenerator",
     "FinishReason",
     "GenerationOutput",
     "Generator",
@@ -17,4 +19,5 @@ __all__ = [
     "RolloutBatch",
     "SamplingParams",
     "generation_mode",
+    "make_cpu_generator",
 ]

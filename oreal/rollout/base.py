@@ -1,17 +1,20 @@
 """Generation backend interface and the rollout data that flows from it to the trainer.
 
 A :class:`Generator` turns already-templated prompt strings into K sampled responses each.
-:class:`HFGenerator` (transformers ``generate``) is the only backend today; a vLLM backend will
-implement the same protocol later (with :meth:`Generator.sync_weights` pushing the trainer's
-weights into the inference engine, a no-op for the HF backend, which shares the module).
+Backends: :class:`~oreal.rollout.hf.HFGenerator` (transformers ``generate``, shares the trainer's
+module), :class:`~oreal.rollout.fast.FastGenerator` (the CPU default: own bf16 weights, static KV
+cache, keyed sampling) and :class:`~oreal.rollout.vllm.VLLMGenerator`.
+:meth:`Generator.sync_weights` pushes the trainer's weights into a backend that keeps its own
+copy (see docs/rollout.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
@@ -31,7 +34,9 @@ class SamplingParams:
 
     ``top_k = 0`` and ``top_p = 1.0`` disable those filters. ``stop`` strings end a response
     like eos does; the text is cut before the stop string unless ``include_stop_str``. With a
-    ``seed`` sampling is reproducible for the same prompts, K and generator settings.
+    ``seed`` sampling is reproducible for the same prompts, K and generator settings; on the
+    keyed backends (fast CPU path) token ``t`` of sample ``i`` of the prompt with key ``p``
+    depends only on ``(seed, p, i, t)`` and the weights, whatever the batch layout.
     """
 
     max_new_tokens: int = 256
@@ -43,6 +48,8 @@ class SamplingParams:
     include_stop_str: bool = False
 
     def __post_init__(self) -> None:
+        if self.seed is not None and self.seed < 0:
+            raise ValueError("seed must be >= 0")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
         if self.temperature < 0:
@@ -68,7 +75,9 @@ class GenerationOutput:
     ``response_ids`` are the sampled tokens, without padding, including the final eos token (the
     policy must learn to emit it) or the token that completed a stop string. ``text`` is the
     decoded response without eos and (by default) without the stop string. ``truncated`` is true
-    iff generation hit ``max_new_tokens`` with neither eos nor a stop string.
+    iff generation hit ``max_new_tokens`` with neither eos nor a stop string. ``logprobs``, when
+    the backend provides them, are the log-probabilities of ``response_ids`` under the
+    distribution the engine sampled from (after temperature / top-k / top-p), one per token.
     """
 
     group: int
@@ -78,6 +87,7 @@ class GenerationOutput:
     response_ids: list[int]
     text: str
     finish_reason: FinishReason
+    logprobs: list[float] | None = None
 
     @property
     def truncated(self) -> bool:
@@ -114,11 +124,21 @@ class Generator(Protocol):
     tokenizer: PreTrainedTokenizerBase
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, num_return_sequences: int = 1
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        num_return_sequences: int = 1,
+        *,
+        keys: Sequence[int] | None = None,
     ) -> RolloutBatch:
-        """Sample ``num_return_sequences`` responses per prompt, a prompt's samples contiguous."""
+        """Sample ``num_return_sequences`` responses per prompt, a prompt's samples contiguous.
+
+        ``keys`` (default ``0..n-1``) name each prompt for keyed randomness: one stable
+        non-negative integer per prompt, e.g. its index in the step's global prompt list.
+        """
         ...
 
-    def sync_weights(self, model: PreTrainedModel) -> None:
-        """Make the backend sample from ``model``'s current weights (no-op when shared)."""
+    def sync_weights(self, model: PreTrainedModel | Mapping[str, torch.Tensor]) -> None:
+        """Make the backend sample from these weights: a module or a full (unsharded) state
+        dict (no-op when the backend shares the trainer's module)."""
         ...

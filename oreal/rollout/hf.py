@@ -1,23 +1,25 @@
 """Rollouts with transformers ``generate``: batched, left-padded, KV-cached, bf16 autocast.
 
-This backend shares the policy module with the trainer (no weight copies, nothing to sync), which
-makes it the simplest correct choice on CPU and for small models. A vLLM backend implementing the
-same :class:`oreal.rollout.base.Generator` protocol is planned for large GPU runs.
+This backend shares the policy module with the trainer (no weight copies, nothing to sync): the
+simplest correct backend, and the reference the others are tested against. Its sampling uses
+torch's global stream in batch order, so it is not layout-invariant; the fast CPU path
+(:mod:`oreal.rollout.fast`) and vLLM (:mod:`oreal.rollout.vllm`) implement the same protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from oreal.models.device import autocast_context
 from oreal.rollout.base import FinishReason, GenerationOutput, RolloutBatch, SamplingParams
+from oreal.rollout.finish import finish_response
 
-__all__ = ["HFGenerator", "generation_mode"]
+__all__ = ["HFGenerator", "eos_token_ids_of", "generation_mode"]
 
 
 @contextlib.contextmanager
@@ -41,6 +43,23 @@ def _as_id_set(value: int | Sequence[int] | None) -> set[int]:
     if isinstance(value, int):
         return {value}
     return {int(v) for v in value}
+
+
+def eos_token_ids_of(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eos_token_ids: Sequence[int] | None = None,
+) -> frozenset[int]:
+    """The ids that end a response: ``eos_token_ids`` if given, else the tokenizer's eos plus
+    the model's ``generation_config.eos_token_id`` (chat models often list several)."""
+    if eos_token_ids is None:
+        ids = _as_id_set(tokenizer.eos_token_id)
+        ids |= _as_id_set(getattr(model.generation_config, "eos_token_id", None))
+    else:
+        ids = _as_id_set(eos_token_ids)
+    if not ids:
+        raise ValueError("no eos token id: pass eos_token_ids")
+    return frozenset(ids)
 
 
 class HFGenerator:
@@ -68,14 +87,7 @@ class HFGenerator:
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.autocast = autocast
-        if eos_token_ids is None:
-            ids = _as_id_set(tokenizer.eos_token_id)
-            ids |= _as_id_set(getattr(model.generation_config, "eos_token_id", None))
-        else:
-            ids = _as_id_set(eos_token_ids)
-        if not ids:
-            raise ValueError("no eos token id: pass eos_token_ids")
-        self.eos_token_ids: frozenset[int] = frozenset(ids)
+        self.eos_token_ids = eos_token_ids_of(model, tokenizer, eos_token_ids)
         pad = tokenizer.pad_token_id
         self.pad_token_id: int = int(pad if pad is not None else min(self.eos_token_ids))
 
@@ -83,14 +95,27 @@ class HFGenerator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def sync_weights(self, model: PreTrainedModel) -> None:
-        """Use ``model`` for later generations; the HF backend holds the module itself."""
-        self.model = model
+    def sync_weights(self, model: PreTrainedModel | Mapping[str, torch.Tensor]) -> None:
+        """Use ``model`` for later generations; the HF backend holds the module itself (a state
+        dict is loaded into it)."""
+        if isinstance(model, torch.nn.Module):
+            self.model = model
+        else:
+            self.model.load_state_dict(dict(model))
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, num_return_sequences: int = 1
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        num_return_sequences: int = 1,
+        *,
+        keys: Sequence[int] | None = None,
     ) -> RolloutBatch:
-        """Sample ``num_return_sequences`` responses per prompt (see the class docstring)."""
+        """Sample ``num_return_sequences`` responses per prompt (see the class docstring).
+
+        ``keys`` are accepted for the protocol and ignored: this backend draws from one seeded
+        stream in batch order, so its samples depend on the batch layout (not layout-invariant).
+        """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings, not a single string")
         if num_return_sequences < 1:
@@ -197,26 +222,4 @@ class HFGenerator:
         self, tokens: list[int], params: SamplingParams
     ) -> tuple[list[int], str, FinishReason]:
         """Cut one row at its first eos or stop string; report why it ended."""
-        reason: FinishReason = "length"
-        end = len(tokens)
-        for pos, token in enumerate(tokens):
-            if token in self.eos_token_ids:
-                end, reason = pos + 1, "eos"
-                break
-        body = tokens[: end - 1] if reason == "eos" else tokens[:end]
-        text = self._decode(body)
-        if params.stop:
-            hits = [(text.find(s), s) for s in params.stop if s in text]
-            if hits:
-                cut, stop = min(hits)
-                # Fewest tokens whose text already contains a stop string (prefix-monotone).
-                lo, hi = 1, len(body)
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if any(s in self._decode(body[:mid]) for s in params.stop):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                keep = cut + (len(stop) if params.include_stop_str else 0)
-                return body[:lo], text[:keep], "stop"
-        return tokens[:end], text, reason
+        return finish_response(tokens, params, self.eos_token_ids, self._decode)

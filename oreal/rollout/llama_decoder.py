@@ -1,0 +1,327 @@
+"""A Llama-family decoder for CPU rollouts: its own weight copy and a preallocated KV cache.
+
+Why not transformers' module with ``StaticCache``? Under bf16 autocast every forward re-casts
+all fp32 weights to bf16 (135M parameters: 0.5 GB read, 0.27 GB written per decoding step),
+``torch.compile`` of the decode step took 175 s to compile and then ran 2.6 s per step against
+0.1 s eager (measured here), and transformers' attention is not batch-invariant (below). So:
+bf16 weights kept across steps, q/k/v and gate/up fused into one matmul each, and the few ops
+per layer a decoding step needs.
+
+Numerics follow transformers under CPU bf16 autocast (the trainer's and ``HFGenerator``'s
+setting): fp32 embeddings, RMSNorm and residual stream; bf16 matmuls (q/k/v, o, gate/up, down,
+lm_head) with bf16 outputs; rotary in fp32 on bf16 q/k; bf16-rounded q/k/v into attention.
+Attention differs in kernel only, chosen so that a row's numbers do not depend on the rest of
+the batch (what keyed sampling needs to give the same tokens at any batch size): a prefill
+runs SDPA per prompt, unpadded; a decode step runs two fp32 matmuls over a left-aligned cache
+(see :meth:`LlamaDecoder.decode`). With ``matmul_dtype=torch.float32`` every op is fp32
+(transformers without autocast).
+
+Supported: ``LlamaForCausalLM`` and ``Qwen2ForCausalLM`` (q/k/v bias) with full attention and
+a position-independent rotary table (default, linear, llama3, yarn scalings).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "KVCache",
+    "LlamaDecoder",
+    "strip_wrapper_prefixes",
+    "unsupported_reason",
+]
+
+SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"LlamaForCausalLM", "Qwen2ForCausalLM"})
+#: Rotary scalings whose inverse frequencies do not depend on the sequence length.
+_STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
+#: Prefixes that wrappers (torch.compile, DDP, FSDP1) put in front of parameter names.
+_WRAPPER_PREFIXES = (
+    "_orig_mod.",
+    "module.",
+    "_fsdp_wrapped_module.",
+    "_checkpoint_wrapped_module.",
+)
+
+
+def unsupported_reason(model: PreTrainedModel) -> str | None:
+    """Why ``model`` cannot run on :class:`LlamaDecoder`, or ``None`` when it can."""
+    config = model.config
+    name = type(model).__name__
+    if name not in SUPPORTED_ARCHITECTURES:
+        return f"{name} is not one of {sorted(SUPPORTED_ARCHITECTURES)}"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"hidden_act={config.hidden_act!r} (only silu)"
+    if getattr(config, "mlp_bias", False):
+        return "mlp_bias=True"
+    if getattr(config, "use_sliding_window", False):
+        return "sliding-window attention"
+    layer_types = getattr(config, "layer_types", None) or []
+    if any(kind != "full_attention" for kind in layer_types):
+        return f"layer types {sorted(set(layer_types))} (only full_attention)"
+    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
+    rope_type = getattr(rotary, "rope_type", None)
+    if rotary is None or rope_type not in _STATIC_ROPE_TYPES:
+        return f"rotary embedding type {rope_type!r}"
+    return None
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer, ``[layers, rows, kv_heads, length, head_dim]`` each,
+    allocated once and reused while a call's rows x length fit (a static cache)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return self.keys.shape[1]
+
+    @property
+    def length(self) -> int:
+        return self.keys.shape[3]
+
+    def copy_rows(self, source_rows: torch.Tensor, columns: int) -> None:
+        """Row ``r`` becomes old row ``source_rows[r]`` (first ``columns`` columns): expands a
+        prefilled prompt to its K samples, or compacts away finished rows."""
+        n = len(source_rows)
+        for layer in range(self.keys.shape[0]):
+            for store in (self.keys, self.values):
+                # Advanced indexing materialises the gathered rows before the write, so a
+                # source row overwritten earlier in the same copy cannot be read back.
+                store[layer, :n, :, :columns] = store[layer, source_rows, :, :columns]
+
+
+class LlamaDecoder:
+    """Forward passes of a Llama/Qwen2 causal LM on weights it owns (see the module docstring).
+
+    :meth:`load_weights` refreshes the copy in place from a module or a state dict; buffers keep
+    their storage, so a step costs one cast-and-copy per tensor.
+    """
+
+    def __init__(self, model: PreTrainedModel, *, matmul_dtype: torch.dtype = torch.bfloat16):
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"LlamaDecoder does not support this model: {reason}")
+        config = model.config
+        self.matmul_dtype = matmul_dtype
+        self.layers = int(config.num_hidden_layers)
+        self.hidden = int(config.hidden_size)
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or self.hidden // self.heads)
+        self.eps = float(config.rms_norm_eps)
+        self.vocab = int(config.vocab_size)
+        self.tied = bool(getattr(config, "tie_word_embeddings", False))
+        self.qkv_bias = bool(getattr(config, "attention_bias", False)) or (
+            type(model).__name__ == "Qwen2ForCausalLM"
+        )
+        rotary = model.model.rotary_emb
+        self._inv_freq = rotary.inv_freq.detach().float().cpu().clone()
+        self._rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
+        self._cos = self._sin = torch.empty(0, self.head_dim)
+
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        inter = int(config.intermediate_size)
+        fp32, mm = torch.float32, matmul_dtype
+        self.embed = torch.empty(self.vocab, self.hidden, dtype=fp32)
+        self.lm_head = torch.empty(self.vocab, self.hidden, dtype=mm)
+        self.final_norm = torch.empty(self.hidden, dtype=fp32)
+        self.attn_norm = [torch.empty(self.hidden, dtype=fp32) for _ in range(self.layers)]
+        self.mlp_norm = [torch.empty(self.hidden, dtype=fp32) for _ in range(self.layers)]
+        self.qkv = [torch.empty(q + 2 * kv, self.hidden, dtype=mm) for _ in range(self.layers)]
+        self.qkv_b = [torch.empty(q + 2 * kv, dtype=mm) if self.qkv_bias else None] * self.layers
+        if self.qkv_bias:
+            self.qkv_b = [torch.empty(q + 2 * kv, dtype=mm) for _ in range(self.layers)]
+        self.out = [torch.empty(self.hidden, q, dtype=mm) for _ in range(self.layers)]
+        self.gate_up = [torch.empty(2 * inter, self.hidden, dtype=mm) for _ in range(self.layers)]
+        self.down = [torch.empty(self.hidden, inter, dtype=mm) for _ in range(self.layers)]
+        self._splits = (q, kv, kv)
+        self.load_weights(model)
+
+    # ----------------------------------------------------------------------------- weights
+
+    def load_weights(self, source: torch.nn.Module | Mapping[str, torch.Tensor]) -> None:
+        """Copy (and cast) the weights of ``source``, a module or a full state dict, into place.
+
+        State-dict keys may carry wrapper prefixes (``_orig_mod.``, ``module.``, FSDP1's) and
+        values may be DTensors (FSDP2's full state dict): they are gathered with
+        ``full_tensor()``.
+        """
+        raw = source.state_dict() if isinstance(source, torch.nn.Module) else source
+        state = {strip_wrapper_prefixes(key): value for key, value in raw.items()}
+
+        def take(name: str) -> torch.Tensor:
+            if name not in state:
+                raise KeyError(f"weight {name!r} missing from the state dict")
+            value = state[name]
+            full = getattr(value, "full_tensor", None)
+            return (full() if callable(full) else value).detach()
+
+        with torch.no_grad():
+            embed = take("model.embed_tokens.weight")
+            self.embed.copy_(embed)
+            head = state.get("lm_head.weight") if not self.tied else None
+            self.lm_head.copy_(embed if head is None else take("lm_head.weight"))
+            self.final_norm.copy_(take("model.norm.weight"))
+            q, kv, _ = self._splits
+            for i in range(self.layers):
+                p = f"model.layers.{i}."
+                self.attn_norm[i].copy_(take(p + "input_layernorm.weight"))
+                self.mlp_norm[i].copy_(take(p + "post_attention_layernorm.weight"))
+                spans = {"q": (0, q), "k": (q, q + kv), "v": (q + kv, q + 2 * kv)}
+                for part, (lo, hi) in spans.items():
+                    self.qkv[i][lo:hi].copy_(take(f"{p}self_attn.{part}_proj.weight"))
+                    bias = self.qkv_b[i]
+                    if bias is not None:
+                        bias[lo:hi].copy_(take(f"{p}self_attn.{part}_proj.bias"))
+                self.out[i].copy_(take(p + "self_attn.o_proj.weight"))
+                inter = self.down[i].shape[1]
+                self.gate_up[i][:inter].copy_(take(p + "mlp.gate_proj.weight"))
+                self.gate_up[i][inter:].copy_(take(p + "mlp.up_proj.weight"))
+                self.down[i].copy_(take(p + "mlp.down_proj.weight"))
+
+    # ----------------------------------------------------------------------------- compute
+
+    def new_cache(self, rows: int, length: int) -> KVCache:
+        """A zeroed cache; fp32 storage of (in bf16 mode) bf16-rounded keys and values, so
+        decode attention runs in fp32 without re-casting the cache at every step."""
+        shape = (self.layers, rows, self.kv_heads, length, self.head_dim)
+        return KVCache(torch.zeros(shape), torch.zeros(shape))
+
+    def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin (fp32) for ``positions``, from a table grown on demand; the table holds
+        exactly what transformers' rotary module computes for each position."""
+        needed = int(positions.max()) + 1
+        if needed > self._cos.shape[0]:
+            size = max(needed, 2 * self._cos.shape[0], 256)
+            freqs = torch.arange(size, dtype=torch.float32)[:, None] * self._inv_freq[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self._cos, self._sin = emb.cos() * self._rope_scale, emb.sin() * self._rope_scale
+        return self._cos[positions], self._sin[positions]
+
+    def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """transformers' RMSNorm on an fp32 stream, cast for the next matmul."""
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        return (weight * (hidden * torch.rsqrt(variance + self.eps))).to(self.matmul_dtype)
+
+    def _qkv(
+        self, layer: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated q, k and v of ``hidden`` ``[tokens, hidden]``: ``[tokens, heads, head_dim]``,
+        rounded to the matmul dtype (what SDPA receives under autocast) and held in fp32."""
+        tokens = hidden.shape[0]
+        qkv = F.linear(
+            self._norm(hidden, self.attn_norm[layer]), self.qkv[layer], self.qkv_b[layer]
+        )
+        q, k, v = qkv.view(tokens, -1, self.head_dim).split(
+            (self.heads, self.kv_heads, self.kv_heads), dim=1
+        )
+        cos, sin = cos[:, None], sin[:, None]
+        q = (q * cos + _rotate_half(q) * sin).to(self.matmul_dtype).float()
+        k = (k * cos + _rotate_half(k) * sin).to(self.matmul_dtype).float()
+        return q, k, v.float()
+
+    def _mlp_and_output(self, layer: int, hidden: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + F.linear(attn.to(self.matmul_dtype), self.out[layer])
+        gate, up = F.linear(self._norm(hidden, self.mlp_norm[layer]), self.gate_up[layer]).chunk(
+            2, -1
+        )
+        return hidden + F.linear(F.silu(gate) * up, self.down[layer])
+
+    def _logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._norm(last_hidden, self.final_norm), self.lm_head).float()
+
+    @torch.no_grad()
+    def prefill(
+        self, prompts: list[list[int]], cache: KVCache, rows: list[list[int]]
+    ) -> torch.Tensor:
+        """Run each prompt once and store its keys/values, left-aligned (column = position),
+        in every cache row of ``rows[p]``; return fp32 next-token logits ``[prompts, vocab]``.
+
+        Prompts are packed into one sequence for the matmuls (no padding) and attend only to
+        themselves (causal SDPA per prompt), so a prompt's numbers do not depend on the others.
+        """
+        lengths = [len(p) for p in prompts]
+        ids = torch.tensor([t for p in prompts for t in p])
+        positions = torch.cat([torch.arange(n) for n in lengths])
+        bounds = torch.tensor([0, *lengths]).cumsum(0).tolist()
+        targets = [torch.tensor(r) for r in rows]
+        hidden = F.embedding(ids, self.embed)
+        cos, sin = self._rotary(positions)
+        groups = self.heads // self.kv_heads
+        for i in range(self.layers):
+            q, k, v = self._qkv(i, hidden, cos, sin)
+            outputs = []
+            for p, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                pk, pv = k[lo:hi].transpose(0, 1), v[lo:hi].transpose(0, 1)
+                cache.keys[i, targets[p], :, : hi - lo] = pk
+                cache.values[i, targets[p], :, : hi - lo] = pv
+                attn = F.scaled_dot_product_attention(
+                    q[lo:hi].transpose(0, 1).to(self.matmul_dtype),
+                    pk.repeat_interleave(groups, 0).to(self.matmul_dtype),
+                    pv.repeat_interleave(groups, 0).to(self.matmul_dtype),
+                    is_causal=True,
+                    scale=self.head_dim**-0.5,
+                )
+                outputs.append(attn.transpose(0, 1).reshape(hi - lo, -1))
+            hidden = self._mlp_and_output(i, hidden, torch.cat(outputs))
+        return self._logits(hidden[torch.tensor(bounds[1:]) - 1])
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One step for cache rows ``0..len(tokens)``: token ``tokens[r]`` at position (= cache
+        column) ``positions[r]``; returns fp32 next-token logits ``[rows, vocab]``.
+
+        Attention is computed in fp32 with two matmuls over the row's left-aligned cache; the
+        span covers the longest row and shorter rows see exact zeros past their end. Scores
+        contract over head_dim, and the weighted sum of values is one fp32 matmul whose results
+        were measured not to change with the span or the number of rows (the numerator and
+        the normaliser use the same kind of matmul), so a row's numbers do not depend on the
+        others. SDPA's CPU kernel does change with the span (tested).
+        """
+        rows = tokens.shape[0]
+        span = int(positions.max()) + 1
+        row_index = torch.arange(rows)
+        visible = torch.arange(span)[None, :] <= positions[:, None]  # [rows, span]
+        hidden = F.embedding(tokens, self.embed)
+        cos, sin = self._rotary(positions)
+        groups = self.heads // self.kv_heads
+        scale = self.head_dim**-0.5
+        ones = torch.ones(span, 1)
+        for i in range(self.layers):
+            q, k, v = self._qkv(i, hidden, cos, sin)
+            cache.keys[i, row_index, :, positions] = k
+            cache.values[i, row_index, :, positions] = v
+            keys = cache.keys[i, :rows, :, :span]
+            values = cache.values[i, :rows, :, :span]
+            q = q.view(rows, self.kv_heads, groups, self.head_dim)
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [rows, kv, groups, span]
+            scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
+            weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+            attn = torch.matmul(weights, values) / torch.matmul(weights, ones)
+            hidden = self._mlp_and_output(i, hidden, attn.reshape(rows, -1))
+        return self._logits(hidden)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def strip_wrapper_prefixes(name: str) -> str:
+    """``name`` without the prefixes wrappers (torch.compile, DDP, FSDP1) add."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix) :], True
+    return name
