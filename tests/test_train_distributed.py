@@ -3,7 +3,8 @@
 Given the same global batch of rollouts (a scripted engine: responses are a function of the
 prompt and the sample index), the policy after 2 updates must equal the one-process policy
 within 1e-5 (max abs weight difference), for OREAL with and without the token RM and for
-GRPO; and only the main rank writes the run directory.
+GRPO; and only the main rank writes the run directory. With the keyed CPU engine the rollouts
+themselves are the same on 1 and 2 ranks, so a whole run matches too (``oreal_sampled``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 WORKER = Path(__file__).resolve().parent / "helpers" / "dp_worker.py"
-VARIANTS = {"oreal": 2, "oreal_token_rm": 3, "grpo": 2}  # name: steps (RM: 1 frozen + 2)
+# name: steps (RM: 1 frozen + 2); oreal_sampled samples with the keyed CPU engine, end to end
+VARIANTS = {"oreal": 2, "oreal_token_rm": 3, "grpo": 2, "oreal_sampled": 2}
 RESUMED = "oreal_token_rm_resumed"  # trains 1 step, saves, resumes for the other 2
 
 

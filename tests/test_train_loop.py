@@ -102,3 +102,20 @@ def test_reward_rises_on_a_trivial_task(
     rewards = [r["reward_mean"] for r in records]
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
     assert last > first + 0.2, rewards
+
+
+def test_truncated_importance_sampling_weights_the_policy_term(
+    tiny_config: TinyConfig, tmp_path: Path
+) -> None:
+    """rollout.tis_cap: the engine's sampled log-probs against the trainer's (Yao et al. 2025)."""
+    settings = ("algorithm.name=grpo", "rollout.tis_cap=2.0", "model.bf16_autocast=true")
+    trainer = Trainer(args=tiny_config(tmp_path / "run", *settings, reward="has_digit"))
+    record = trainer.train_step()
+    assert 0.5 < record["is_ratio_mean"] < 2.0 and record["engine_kl_k3"] >= 0.0
+    assert trainer.last_batch is not None
+    rows = [row for row in trainer.last_batch if row.keep]
+    assert all(row.sampled_logprobs is not None for row in rows)
+    weights = torch.cat([row.token_weights for row in rows])
+    assert (weights > 0).all() and (weights <= 2.0).all() and not torch.all(weights == 1.0)
+    with pytest.raises(ConfigError, match="tis_cap needs the engine's log-probs"):
+        tiny_config(tmp_path / "hf", *settings, "rollout.backend=hf")

@@ -54,4 +54,8 @@ def main() -> None:
     # transformers' own "Loading weights" / "Writing model shards" bars would interleave with
     # oreal's progress; an explicit HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # OpenMP threads that spin while waiting collapse decoding when another process shares
+    # the cores (measured: benchmarks/results/rollout_threads.json, docs/rollout.md); passive
+    # waiting costs nothing measurable on an idle machine. Must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()

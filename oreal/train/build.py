@@ -250,7 +250,11 @@ def _with_models(
     """The reference, token RM, LoRA, resumed weights, rollout engine, sharding, optimizers."""
     algorithm = config.algorithm.resolved
     lora = config.model.lora
-    plain_copy = copy.deepcopy(policy) if runtime.distributed and generator is None else None
+    backend = rollout_backend(config, runtime, policy) if generator is None else "given"
+    if backend in ("fast", "vllm"):  # an engine with its own copy of the initial weights
+        generator = _own_engine(backend, config, policy, tokenizer)
+    # transformers generate under data parallelism needs an unsharded copy of its own
+    plain_copy = copy.deepcopy(policy) if backend == "hf" and runtime.distributed else None
     reference = None
     if algorithm.needs_reference and lora.rank == 0:
         reference = FrozenReference.copy_of(policy)
@@ -275,11 +279,10 @@ def _with_models(
             reference = FrozenReference.lora_base_of(policy)
     if resume_policy is not None:
         resume_policy(policy)
-    shares = generator is None and plain_copy is None
+    shares = backend == "hf" and plain_copy is None  # generate on the policy module itself
     if generator is None:
-        engine_model = plain_copy if plain_copy is not None else policy
         generator = HFGenerator(
-            engine_model,
+            plain_copy if plain_copy is not None else policy,
             tokenizer,
             max_batch_size=config.rollout.max_batch_size,
             autocast=config.model.bf16_autocast,
@@ -308,6 +311,60 @@ def _with_models(
         generator_shares_policy=shares,
         optimizer=optimizer,
         scheduler=scheduler,
+    )
+
+
+def rollout_backend(config: OrealConfig, runtime: Runtime, policy: nn.Module) -> str:
+    """``rollout.backend`` with ``auto`` resolved: vllm on GPU when installed, else hf on GPU;
+    fast on CPU when the architecture is supported, else hf (with a warning)."""
+    import importlib.util
+
+    from oreal.rollout.llama_decoder import unsupported_reason
+
+    backend = config.rollout.backend
+    on_gpu = runtime.device.type == "cuda"
+    if backend == "auto":
+        if on_gpu:
+            backend = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+        else:
+            backend = "fast"
+    if backend == "fast":
+        if on_gpu:
+            raise BuildError("rollout.backend=fast runs on CPUs; use vllm or hf on a GPU")
+        reason = unsupported_reason(policy)
+        if reason is not None:
+            if config.rollout.backend == "fast":
+                raise BuildError(f"rollout.backend=fast does not support this model: {reason}")
+            logger.warning("fast CPU rollouts do not support this model (%s); using hf", reason)
+            backend = "hf"
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise BuildError("rollout.backend=vllm needs vllm: pip install 'oreal[vllm]'")
+    if config.rollout.tis_cap is not None and backend == "hf":
+        raise BuildError("rollout.tis_cap needs an engine that reports log-probs (fast, vllm)")
+    return backend
+
+
+def _own_engine(backend: str, config: OrealConfig, policy: nn.Module, tokenizer: Any) -> Generator:
+    """The fast CPU engine or vLLM, built from the initial policy's weights."""
+    if backend == "fast":
+        from oreal.rollout import FastGenerator
+
+        return FastGenerator(policy, tokenizer, max_batch_size=config.rollout.max_batch_size)
+    import tempfile
+
+    from oreal.rollout.vllm import VLLMGenerator
+
+    source = tempfile.mkdtemp(prefix="oreal-vllm-")  # the engine starts from these weights
+    policy.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    settings = config.rollout.vllm
+    return VLLMGenerator(
+        source,
+        tokenizer,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_model_len=settings.max_model_len,
+        seed=config.train.seed,
+        engine_kwargs={"enforce_eager": settings.enforce_eager},
     )
 
 

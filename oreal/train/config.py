@@ -67,6 +67,18 @@ class DataConfig(Section):
     template: str = Field("boxed_short", description="Prompt template (oreal.data.templates).")
 
 
+class VLLMConfig(Section):
+    """The vLLM backend's engine (``rollout.backend: vllm``; docs/rollout.md)."""
+
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0.0, le=1.0, description="Share of GPU memory the engine reserves (KV cache)."
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="Context the engine allocates for (default: the model's)."
+    )
+    enforce_eager: bool = Field(False, description="No CUDA graphs (slower, starts faster).")
+
+
 class RolloutConfig(Section):
     prompts_per_step: int = Field(8, ge=1, description="Prompts per step (over all ranks).")
     num_rollouts: int = Field(8, ge=2, description="K rollouts per prompt (one group).")
@@ -86,6 +98,20 @@ class RolloutConfig(Section):
     )
     long_prompts: Literal["skip", "error"] = Field(
         "skip", description="A longer prompt is skipped (with a warning) or an error."
+    )
+    backend: Literal["auto", "fast", "hf", "vllm"] = Field(
+        "auto",
+        description="Rollout engine: fast (CPU, keyed and layout-invariant sampling), hf "
+        "(transformers generate), vllm; auto: vllm on GPU when installed, else hf on GPU, fast "
+        "on CPU.",
+    )
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    tis_cap: float | None = Field(
+        None,
+        gt=0.0,
+        description="Truncated importance sampling of the policy gradient by "
+        "min(pi_trainer/pi_engine, cap) (Yao et al. 2025: 2); needs an engine that reports "
+        "log-probs (fast, vllm).",
     )
 
 
@@ -308,6 +334,15 @@ class OrealConfig(Section):
             check_terms_for(self.algorithm.resolved, terms)
         except RewardError as error:
             raise ValueError(str(error)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_rollout(self) -> OrealConfig:
+        if self.rollout.tis_cap is not None and self.rollout.backend == "hf":
+            raise ValueError(
+                "rollout.tis_cap needs the engine's log-probs, which rollout.backend=hf does not "
+                "report: use backend fast (CPU) or vllm"
+            )
         return self
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ from oreal.models.logprobs import batch_logprobs
 from oreal.models.lora import is_lora, lora_scaling, merge_lora
 from oreal.optim import advance_schedule
 from oreal.rollout import Generator, SamplingParams
+from oreal.rollout.mismatch import mismatch_metrics, truncated_importance_weights
 from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed, keyed_uniforms
 from oreal.train.build import Components, Inputs, build_components, check_inputs
@@ -105,7 +106,7 @@ class Trainer:
         self.run_dir = Path(self.runtime.broadcast_object(str(run_dir) if run_dir else None))
         self._lock = RunLock(self.run_dir) if self.runtime.is_main else None
         self.console.print(f"run directory: {self.run_dir}")
-        self._saved_step = resumed.step if resumed is not None else -1
+        self._saved_step = resumed.step if resumed is not None else 0  # step 0: nothing to save
         self._step_start: tuple[int, int] | None = None  # data position while in a step
         self._pending: dict[str, float] | None = None  # a finished step's record in callbacks
         self._updating = False  # True while an optimizer may have stepped in this step
@@ -197,7 +198,7 @@ class Trainer:
         """
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by an error"
         if self.runtime.distributed or self._updating or self.step <= self._saved_step:
-            if self._saved_step >= 0:
+            if self._saved_step > 0:
                 self.console.print(
                     f"{what}; the last checkpoint is step {self._saved_step}: resume with "
                     f"oreal train --resume {self.run_dir}",
@@ -254,7 +255,7 @@ class Trainer:
 
         if num_kept and not frozen:  # -> loss -> update
             with _timed(timings, "time_score"):
-                self.score_tokens(kept, train)
+                record.update(self.score_tokens(kept, train))
             with _timed(timings, "time_train"):
                 record.update(self.update(train))
             if record.get("skipped_nonfinite_updates"):
@@ -326,8 +327,10 @@ class Trainer:
         seed = derive_seed(cfg.train.seed, Purpose.SAMPLING, step)
         rows: list[Rollout] = []
         if prompts:
+            # keys: the prompts' indices in the step, so the sampled tokens do not depend on how
+            # the step is batched or split over ranks (with a keyed engine: fast, vllm)
             outputs = self.generator.generate(
-                prompts, self.sampling(seed=seed), cfg.rollout.num_rollouts
+                prompts, self.sampling(seed=seed), cfg.rollout.num_rollouts, keys=groups
             )
             for out in outputs:
                 group = groups[out.group]
@@ -341,6 +344,9 @@ class Trainer:
                         response_ids=out.response_ids,
                         text=out.text,
                         finish_reason=out.finish_reason,
+                        sampled_logprobs=None
+                        if out.logprobs is None
+                        else torch.tensor(out.logprobs, dtype=torch.float32),
                     )
                 )
         return StepBatch(step, rows)
@@ -367,9 +373,11 @@ class Trainer:
         temperature = self.config.rollout.temperature
         return temperature if temperature > 0 else 1.0
 
-    def score_tokens(self, kept: StepBatch, train: TrainBatch) -> None:
-        """Fill ``old_logprobs`` (several updates per batch) and ``ref_logprobs`` (KL)."""
+    def score_tokens(self, kept: StepBatch, train: TrainBatch) -> dict[str, float]:
+        """Fill ``old_logprobs`` (several updates per batch), ``ref_logprobs`` (KL) and, with
+        ``rollout.tis_cap``, the truncated importance weights (returns the mismatch metrics)."""
         cfg = self.config
+        metrics: dict[str, float] = {}
         settings = {
             "micro_batch_size": cfg.train.micro_batch_size,
             "autocast": cfg.model.bf16_autocast,
@@ -379,9 +387,25 @@ class Trainer:
         if cfg.algorithm.update_epochs * cfg.algorithm.minibatches > 1:
             train.old_logprobs = batch_logprobs(self.policy, train, **settings)
             kept.set_tokens("old_logprobs", train.old_logprobs)
+        if cfg.rollout.tis_cap is not None:  # the engine sampled from slightly other probs
+            if train.sampled_logprobs is None:
+                raise RuntimeError("rollout.tis_cap: the engine reported no log-probs")
+            trainer = train.old_logprobs
+            if trainer is None:
+                trainer = batch_logprobs(self.policy, train, **settings)
+            weights = truncated_importance_weights(
+                trainer, train.sampled_logprobs, cfg.rollout.tis_cap, train.loss_mask
+            )
+            base = train.token_weights if train.token_weights is not None else 1.0
+            train.token_weights = weights * base
+            kept.set_tokens("token_weights", train.token_weights)
+            metrics = mismatch_metrics(
+                trainer, train.sampled_logprobs, train.loss_mask, cfg.rollout.tis_cap
+            )
         if self.reference is not None:
             train.ref_logprobs = self.reference.logprobs(train, **settings)
             kept.set_tokens("ref_logprobs", train.ref_logprobs)
+        return metrics
 
     def update(self, train: TrainBatch) -> dict[str, float]:
         cfg = self.config

@@ -33,6 +33,8 @@ VARIANTS = {
         "train.steps=3",  # 1 RM-only step + 2 policy updates
     ],
     "grpo": ["algorithm.name=grpo", "algorithm.params.kl_coef=0.01", "train.steps=2"],
+    # the real rollout engine (fast CPU path, keyed sampling) instead of scripted responses
+    "oreal_sampled": ["algorithm.name=oreal", "train.steps=2", "rollout.max_new_tokens=8"],
 }
 
 
@@ -62,6 +64,9 @@ def main() -> None:
             ],
         )
         tokenizer = load_tokenizer(model_dir)
+        if base == "oreal_sampled":
+            Trainer(args=config).train()
+            continue
         if variant == base:
             Trainer(args=config, generator=ScriptedGenerator(tokenizer)).train()
             continue

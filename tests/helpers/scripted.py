@@ -32,7 +32,12 @@ class ScriptedGenerator:
         return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[1 : 1 + size])
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, num_return_sequences: int = 1
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        num_return_sequences: int = 1,
+        *,
+        keys: Sequence[int] | None = None,
     ) -> RolloutBatch:
         outputs = []
         for g, prompt in enumerate(prompts):
