@@ -139,3 +139,21 @@ def test_registered_in_the_root_app() -> None:
     result = runner.invoke(root, ["eval", "--help"])
     assert result.exit_code == 0, result.output
     assert "--benchmarks" in result.output and "--resume" in result.output
+
+
+def test_fast_and_transformers_backends_agree_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--backend fast (the default on a CPU) and --backend hf: the same greedy generations."""
+    base = [str(tiny_model_dir), "--benchmarks", "math500", "--limit", "5", "--no-autocast",
+            "--max-new-tokens", "12"]  # fmt: skip
+    responses = {}
+    for backend in ("fast", "hf"):
+        out = tmp_path / backend
+        result = runner.invoke(app, [*base, "--backend", backend, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        lines = (out / "generations.jsonl").read_text().splitlines()
+        responses[backend] = sorted(
+            (r["problem_id"], r["response"]) for r in map(json.loads, lines)
+        )
+    assert responses["fast"] == responses["hf"]
+    bad = runner.invoke(app, [*base, "--backend", "vllm", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--backend must be" in bad.output

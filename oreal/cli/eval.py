@@ -74,6 +74,12 @@ def eval_command(
         bool, typer.Option("--resume", help="Continue the evaluation already in --out.")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Sequences per generate() call.", min=1)] = 16,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (the fast CPU engine where it runs, else transformers), fast or hf."
+        ),
+    ] = "auto",
     question_field: Annotated[
         str, typer.Option(help="Column holding the question, in your own files.")
     ] = "question",
@@ -109,6 +115,8 @@ def eval_command(
 
     console = Console(stderr=True)
     try:
+        if backend not in ("auto", "fast", "hf"):
+            raise EvalInputError(f"--backend must be auto, fast or hf, got {backend!r}")
         if mode not in ("strict", "lenient"):
             raise EvalInputError(f"--mode must be 'strict' or 'lenient', got {mode!r}")
         if resume and out is None:
@@ -137,6 +145,7 @@ def eval_command(
             autocast=not no_autocast,
             question_field=question_field,
             answer_field=answer_field,
+            backend=backend,  # type: ignore[arg-type]
         )
         out_dir = out if out is not None else _default_out(model)
         console.print(

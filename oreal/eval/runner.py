@@ -64,6 +64,7 @@ class EvalSettings(BaseModel):
     autocast: bool = True
     question_field: str = "question"
     answer_field: str = "answer"
+    backend: Literal["auto", "fast", "hf"] = "auto"
 
 
 def default_ks(n: int) -> list[int]:
@@ -138,6 +139,32 @@ class GenerationsLog:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def make_generator(model: Any, tokenizer: Any, settings: EvalSettings) -> Any:
+    """``--backend``: the fast CPU engine (auto, on a CPU, for a supported architecture) or
+    transformers ``generate``. Greedy outputs agree token for token in fp32 and up to bf16
+    ties under bf16 (docs/rollout.md)."""
+    import torch
+
+    from oreal.rollout import FastGenerator, HFGenerator
+    from oreal.rollout.llama_decoder import unsupported_reason
+
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    fast = settings.backend == "fast" or (
+        settings.backend == "auto" and on_cpu and unsupported_reason(model) is None
+    )
+    if fast:
+        if not on_cpu or unsupported_reason(model) is not None:
+            reason = unsupported_reason(model) or "the model is not on the CPU"
+            raise EvalInputError(f"--backend fast cannot run this model: {reason}")
+        dtype = torch.bfloat16 if settings.autocast else torch.float32
+        return FastGenerator(
+            model, tokenizer, max_batch_size=settings.batch_size, matmul_dtype=dtype
+        )
+    return HFGenerator(
+        model, tokenizer, max_batch_size=settings.batch_size, autocast=settings.autocast
+    )
 
 
 def _load_benchmarks(settings: EvalSettings) -> dict[str, list[Any]]:
@@ -218,7 +245,7 @@ def run_evaluation(
     from oreal.data import render_prompt
     from oreal.eval.evaluate import evaluate_problems
     from oreal.models import load_policy
-    from oreal.rollout import HFGenerator, SamplingParams
+    from oreal.rollout import SamplingParams
     from oreal.verify import Verifier
 
     if threads is not None:
@@ -235,9 +262,7 @@ def run_evaluation(
         render_prompt(next(iter(benchmarks.values()))[0], tokenizer, settings.template)
     except TemplateError as error:
         raise EvalInputError(str(error)) from error
-    generator = HFGenerator(
-        model, tokenizer, max_batch_size=settings.batch_size, autocast=settings.autocast
-    )
+    generator = make_generator(model, tokenizer, settings)
     sampling = SamplingParams(
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
