@@ -7,8 +7,8 @@ on the boxed format) falls back to "the answer is ...", "Final Answer: ...", ``#
 last math expression or number.
 
 Rules applied here, independent of the gold: no box (``no_answer``), empty or placeholder final
-box (``empty``), negated box (``negated``). Rules that need the gold (hedges, conflicting boxes)
-are applied later from the flags this module records.
+box (``empty``), negated box (``negated``). Rules that need the gold (hedges, several boxes
+forming a list answer) are applied later from the flags and candidates this module records.
 """
 
 from __future__ import annotations
@@ -398,8 +398,9 @@ def extract_answer(response: str, mode: str = "strict") -> str | None:
     """The final answer a response commits to, or ``None``; cheap and pure (no sympy).
 
     ``None`` when there is none to judge: no box (strict) or nothing answer-like (lenient), an
-    empty or placeholder box, or a negated answer. Gold-dependent rules (hedges, conflicting
-    boxes) are not applied here; with several disagreeing boxes the last one is returned.
+    empty or placeholder box, or a negated answer. Gold-dependent rules (hedges, boxes that list
+    a multi-valued answer together) are not applied here; with several boxes the last one is
+    returned, as it is the one judged.
     """
     found = extract(response, mode)
     if found.reason is not None:

@@ -39,7 +39,7 @@ _NUMBER = re.compile(
     r"[+-]?(?:[1-9]\d{0,2}(?:(?:\{,\}|,\\!\s?|\\[,! ]|,| )\d{3})+|\d+)?(?:\.\d+)?\.?$",
 )
 _BARE_PERCENT = re.compile(r"(?<!\\)%")
-_LEADING_APPROX = re.compile(r"^(?:\\approx|≈|\\simeq)\s*")
+_LEADING_APPROX = re.compile(r"^(?:\\(?:approx|simeq)(?![a-zA-Z])|≈)\s*")
 # 1.5e-3, 3E8: scientific e-notation, rewritten as a power of ten for the LaTeX parser (which
 # would read ``1.5e-3`` as 1.5 times Euler's e minus 3).
 _E_NOTATION = re.compile(r"(?<![\w.\\{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?![\w.])")

@@ -5,8 +5,8 @@ never imported again by a worker: scripts without an ``if __name__ == "__main__"
 ``python -`` and notebooks work. Why processes: sympy work can hang in C (big-int powers) where
 no signal reaches it, and the only reliable stop is ending the process. Each check runs under a
 budget of CPU seconds (:mod:`oreal.verify.worker`), so a verdict does not depend on machine load,
-and a check over budget costs one budget: tasks are scheduled one check each (pebble's overhead,
-about 0.1 ms, is small next to a sympy check), so a killed worker takes no other verdict with it.
+and a check over budget costs one budget: tasks are scheduled one check each (pebble's per-task
+overhead is small next to a sympy check), so a killed worker takes no other verdict with it.
 Identical jobs in a batch are computed once, and workers cache parsed golds and answers.
 """
 
