@@ -46,6 +46,7 @@ def test_completion_text_reads_strings_and_conversations() -> None:
         {"role": "assistant", "content": [{"type": "text", "text": r"so \boxed{"}, "2}"]},
     ]
     assert completion_text(conversation) == r"so \boxed{2}"
+    assert completion_text([]) == completion_text([{"role": "tool", "content": "5"}]) == ""
     with pytest.raises(TypeError, match="completion must be a string or a list of chat messages"):
         completion_text(42)
 

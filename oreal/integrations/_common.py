@@ -16,11 +16,10 @@ def completion_text(completion: Any) -> str:
         return completion
     if isinstance(completion, dict):
         completion = [completion]
-    if isinstance(completion, Sequence):
+    if isinstance(completion, Sequence):  # no assistant message: nothing was answered
         messages = [m for m in completion if isinstance(m, dict)]
         replies = [m for m in messages if m.get("role", "assistant") == "assistant"]
-        if replies:
-            return _content_text(replies[-1].get("content"))
+        return _content_text(replies[-1].get("content")) if replies else ""
     raise TypeError(
         f"a completion must be a string or a list of chat messages, got {type(completion).__name__}"
     )
