@@ -93,6 +93,10 @@ class WorkerHost:
             process = subprocess.Popen(
                 command, pass_fds=(host_read, host_write), stdin=subprocess.DEVNULL, env=env
             )
+        except BaseException:
+            os.close(parent_read)
+            os.close(parent_write)
+            raise
         finally:
             os.close(host_read)
             os.close(host_write)
