@@ -77,7 +77,9 @@ def test_file_to_out_is_written_whole(tmp_path: Path) -> None:
         ("{not json", "line 3: invalid JSON"),
         (json.dumps({"response": "x"}), "line 3: missing field 'gold'"),
         (json.dumps({"gold": "1"}), "line 3: missing field 'response'"),
-        (json.dumps({"gold": 5, "response": "x"}), "line 3: 'gold' must be a string"),
+        (json.dumps({"gold": True, "response": "x"}), "line 3: 'gold' must be a string"),
+        (json.dumps({"gold": [], "response": "x"}), "line 3: 'gold' must be a string"),
+        (json.dumps({"gold": {"a": 1}, "response": "x"}), "line 3: 'gold' must be a string"),
         (json.dumps({"gold": "5", "response": ["x"]}), "line 3: 'response' must be a string"),
         (json.dumps({"gold": "5", "response": "x", "truncated": "no"}), "line 3: 'truncated'"),
         (json.dumps(["gold", "response"]), "line 3: expected a JSON object"),
@@ -130,3 +132,87 @@ def test_large_file_runs_with_a_progress_bar(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = _rows(out.read_text(encoding="utf-8"))
     assert len(rows) == 1500 and all(r["reason"] == "match" for r in rows)
+
+
+def test_numeric_golds_are_accepted_like_the_api(tmp_path: Path) -> None:
+    data = _write(
+        tmp_path / "in.jsonl",
+        [
+            json.dumps({"gold": 7, "response": r"\boxed{7}"}),
+            json.dumps({"gold": 70.0, "response": r"\boxed{70}"}),
+            json.dumps({"answer": [3, "5"], "response": r"\boxed{5, 3}"}),
+            json.dumps({"gold": 7, "response": r"\boxed{8}"}),
+        ],
+    )
+    result = runner.invoke(app, ["verify", str(data)])
+    assert result.exit_code == 0, result.output
+    assert [r["reason"] for r in _rows(result.stdout)] == ["match", "match", "match", "mismatch"]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_file_is_an_error(tmp_path: Path, content: str) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text(content, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["verify", str(data), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "no rows to verify" in result.stderr
+    assert not out.exists()
+
+
+def test_every_bad_line_is_reported_up_to_a_cap(tmp_path: Path) -> None:
+    good = json.dumps({"gold": "1", "response": r"\boxed{1}"})
+    lines = [good] + ["{broken"] * 3 + [json.dumps({"gold": "1"})] + ["[1]"] * 30
+    result = runner.invoke(app, ["verify", str(_write(tmp_path / "in.jsonl", lines))])
+    assert result.exit_code == 2
+    assert "34 bad line(s)" in result.stderr
+    for number in (2, 3, 4):
+        assert f"line {number}: invalid JSON" in result.stderr
+    assert "line 5: missing field 'response'" in result.stderr
+    assert "line 21: expected a JSON object" in result.stderr
+    assert "line 22:" not in result.stderr  # 20 shown by number ...
+    assert "... and 14 more" in result.stderr  # ... the rest counted
+
+
+def test_invalid_utf8_is_a_bad_line_not_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    good = json.dumps({"gold": "1", "response": r"\boxed{1}"}).encode()
+    data.write_bytes(good + b"\n" + b'{"gold": "1", "response": "\xff\xfe"}\n')
+    result = runner.invoke(app, ["verify", str(data)])
+    assert result.exit_code == 2
+    assert "line 2: not valid UTF-8" in result.stderr
+    assert "Traceback" not in result.output
+
+
+HOSTILE_RESPONSES = [
+    "lone surrogate \udcff then \\boxed{5}",
+    "\\boxed{" * 1000 + "5" + "}" * 1000,
+    "\\boxed{\ud800}",
+    "\x00\\boxed{5}\x00",
+]
+
+
+def test_hostile_responses_get_verdicts_and_valid_utf8_output(tmp_path: Path) -> None:
+    lines = [json.dumps({"gold": "5", "response": r}) for r in HOSTILE_RESPONSES]
+    data = _write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["verify", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = out.read_bytes().decode("utf-8")  # strict: raises on invalid UTF-8
+    rows = _rows(written)
+    assert [r["response"] for r in rows] == HOSTILE_RESPONSES  # read back unchanged
+    assert [r["reason"] for r in rows] == ["match", "match", "mismatch", "match"]
+    to_stdout = runner.invoke(app, ["verify", str(data)])
+    assert to_stdout.exit_code == 0, to_stdout.output
+    printed = to_stdout.stdout_bytes.decode("utf-8")
+    assert [r["response"] for r in _rows(printed)] == HOSTILE_RESPONSES
+
+
+def test_single_check_with_a_lone_surrogate_prints_valid_utf8() -> None:
+    result = runner.invoke(app, ["verify", "--gold", "\udcff", "--response", "\\boxed{\udcff}"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout_bytes.decode("utf-8")) == {
+        "correct": True,
+        "extracted": "\udcff",
+        "reason": "match",
+    }

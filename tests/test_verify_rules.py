@@ -40,7 +40,8 @@ STRICT: list[Row] = [
     ("A, C", r"\boxed{C, A}", "match"),
     (["1", "2"], r"\boxed{1, 2}, i.e. \boxed{\{1, 2\}}", "match"),
     ("\\{3,5\\}", r"first \boxed{3}, in full \boxed{3, 5}", "match"),
-    ("\\{3,5\\}", r"first \boxed{2}, then \boxed{3, 5}", "mismatch"),
+    ("\\{3,5\\}", r"first \boxed{2}, then \boxed{3, 5}", "match"),  # the final box corrects
+    ("\\{3,5\\}", r"first \boxed{2}, then \boxed{3}, \boxed{5}", "mismatch"),  # 2, 3, 5
     (42, r"\boxed{42}", "match"),
     # numeric near-misses
     ("70", r"\boxed{70.005}", "mismatch"),
@@ -60,12 +61,43 @@ STRICT: list[Row] = [
     ("6.63\\times10^{-34}", r"\boxed{0}", "mismatch"),
     ("6.63\\times10^{-34}", r"\boxed{6.63 \times 10^{-34}}", "match"),
     ("0", r"\boxed{0.0000001}", "mismatch"),
-    # several boxes: equivalence decides agreement
-    ("5", r"\boxed{3}. No wait: \boxed{5}", "conflicting_answers"),
-    ("5", r"\boxed{5}. Or maybe \boxed{3}", "conflicting_answers"),
+    # several boxes: the final box is the answer (R1-style corrections; docs/verifier.md)
+    ("5", r"\boxed{3}. No wait: \boxed{5}", "match"),
+    ("6", r"\boxed{5} ... Wait, that was wrong. Recount ... \boxed{6}", "match"),
+    ("5", r"\boxed{5} ... Wait, that was wrong. Recount ... \boxed{6}", "mismatch"),
+    ("5", r"\boxed{5}. Or maybe \boxed{3}", "mismatch"),
     ("5", r"\boxed{5}, i.e. \boxed{\frac{10}{2}}", "match"),
     ("5", r"\boxed{3}, i.e. \boxed{3.0}", "mismatch"),
-    ("5", r"\boxed{3}, i.e. \boxed{4}", "conflicting_answers"),
+    ("5", r"\boxed{3}, i.e. \boxed{4}", "mismatch"),
+    ("5", r"\boxed{3} \boxed{4} \boxed{5} \boxed{6}", "mismatch"),  # spraying boxes wins nothing
+    # \approx with a unit in the gold against the bare number
+    ("\\approx 8.24 \\text{ mph}", r"\boxed{8.24}", "match"),
+    ("\\approx 12.5\\text{ cm}^2", r"\boxed{12.5 \text{ cm}^2}", "match"),
+    ("≈ 0.67", r"\boxed{0.67}", "match"),
+    ("\\approx 8.24 \\text{ mph}", r"\boxed{8.25}", "mismatch"),
+    ("\\approx 70 \\text{ km}", r"\boxed{70.005}", "mismatch"),
+    # lists whose last items are joined by "and"
+    ("6, 8\\text{, and }10", r"\boxed{6, 8, 10}", "match"),
+    ("-1, 2, and 7", r"\boxed{7, -1, 2}", "match"),
+    ("3 and 5", r"\boxed{3, 5}", "match"),
+    ("6, 8\\text{, and }10", r"\boxed{6, 8, 11}", "mismatch"),
+    ("6, 8\\text{, and }10", r"\boxed{6, 8}", "mismatch"),
+    # a percent sign on one side only
+    ("62.5%", r"\boxed{62.5}", "match"),
+    ("17.5", r"\boxed{17.5\%}", "match"),
+    ("62.5\\%", r"\boxed{0.625}", "match"),
+    ("62.5%", r"\boxed{62.4}", "mismatch"),
+    ("62.5%", r"\boxed{625}", "mismatch"),
+    ("0.18", r"\boxed{18}", "mismatch"),
+    # scientific e-notation against a power of ten
+    ("1.5e-3", r"\boxed{1.5 \times 10^{-3}}", "match"),
+    ("6.02 \\times 10^{23}", r"\boxed{6.02E23}", "match"),
+    ("3 \\cdot 10^{8}", r"\boxed{3e8}", "match"),
+    ("1.5e-3", r"\boxed{1.6 \times 10^{-3}}", "mismatch"),
+    ("6.63 \\times 10^{-34}", r"\boxed{6.6e-34}", "mismatch"),
+    # 0,xxx is a decimal comma, never a thousands separator
+    ("111", r"\boxed{0,111}", "mismatch"),
+    ("0.111", r"\boxed{0,111}", "match"),
     # hedges
     ("B", r"\boxed{(A) or (C)}", "hedged"),
     ("A", r"\boxed{A \text{ or } C}", "hedged"),
@@ -161,7 +193,7 @@ def test_fast_path_batches_never_start_the_pool() -> None:
             ["025", "\\frac{1}{2}", "7"], [r"\boxed{25}", r"\boxed{\dfrac{1}{2}}", "no box"]
         )
         assert [v.reason for v in verdicts] == ["match", "match", "no_answer"]
-        assert verifier._pool is None
+        assert not verifier.pool_started
 
 
 def test_equivalent_for_majority_voting() -> None:

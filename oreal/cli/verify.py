@@ -1,10 +1,11 @@
 """``oreal verify``: check one answer, or a JSONL file of (gold, response) pairs.
 
 One pair: ``oreal verify --gold 25 --response '... \\boxed{025}'`` prints a JSON verdict.
-A file: each line has ``gold`` (or ``answer``: a string or a list of strings) and ``response``
-(and optionally ``truncated``); each output line is the input plus ``correct``, ``extracted`` and
-``reason``. The whole file is validated before any work, so a malformed line stops the run with
-exit code 2 and nothing written; ``--out`` is replaced atomically.
+A file: each line has ``gold`` (or ``answer``: a string, a number or a list of them) and
+``response`` (and optionally ``truncated``); each output line is the input plus ``correct``,
+``extracted`` and ``reason``. The whole file is validated before any work: malformed lines
+(all of them are listed, the first 20 by number) or an empty file stop the run with exit code 2
+and nothing written; ``--out`` is replaced atomically. Output is always valid UTF-8.
 """
 
 from __future__ import annotations
@@ -22,39 +23,83 @@ _BATCH = 2048
 _PROGRESS_MIN = 1000
 
 
+_MAX_REPORTED = 20
+
+
 class _BadInput(Exception):
-    """A malformed input line: the message names the line."""
+    """The input file cannot be verified: the message names every bad line (capped)."""
+
+
+def _is_scalar_gold(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _is_gold(value: Any) -> bool:
+    """A string or a number (not a bool), or a non-empty list of them: what the API accepts."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_scalar_gold(v) for v in value)
+    return _is_scalar_gold(value)
+
+
+def _check_row(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """One input line as a row, or the reason it is bad."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        return None, f"not valid UTF-8 (byte {error.start})"
+    except json.JSONDecodeError as error:
+        return None, f"invalid JSON ({error.msg})"
+    if not isinstance(row, dict):
+        return None, "expected a JSON object"
+    gold = row.get("gold", row.get("answer"))
+    if gold is None:
+        return None, "missing field 'gold' (or 'answer')"
+    if not _is_gold(gold):
+        return None, "'gold' must be a string, a number or a list of them"
+    if "response" not in row:
+        return None, "missing field 'response'"
+    if not isinstance(row["response"], str):
+        return None, "'response' must be a string"
+    if not isinstance(row.get("truncated", False), bool):
+        return None, "'truncated' must be true or false"
+    return row, None
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
-    """Parse and validate every line first (blank lines are skipped)."""
+    """Parse and validate every line first (blank lines are skipped); every bad line is
+    reported, the first ``_MAX_REPORTED`` by number and the rest as a count."""
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    problems: list[str] = []
+    bad = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise _BadInput(f"line {number}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise _BadInput(f"line {number}: expected a JSON object")
-            gold = row.get("gold", row.get("answer"))
-            if gold is None:
-                raise _BadInput(f"line {number}: missing field 'gold' (or 'answer')")
-            if not (
-                isinstance(gold, str)
-                or (isinstance(gold, list) and gold and all(isinstance(g, str) for g in gold))
-            ):
-                raise _BadInput(f"line {number}: 'gold' must be a string or a list of strings")
-            if "response" not in row:
-                raise _BadInput(f"line {number}: missing field 'response'")
-            if not isinstance(row["response"], str):
-                raise _BadInput(f"line {number}: 'response' must be a string")
-            if not isinstance(row.get("truncated", False), bool):
-                raise _BadInput(f"line {number}: 'truncated' must be true or false")
-            rows.append(row)
+            row, problem = _check_row(raw)
+            if problem is not None:
+                bad += 1
+                if len(problems) < _MAX_REPORTED:
+                    problems.append(f"line {number}: {problem}")
+            elif row is not None:
+                rows.append(row)
+    if bad:
+        more = f"\n... and {bad - len(problems)} more" if bad > len(problems) else ""
+        raise _BadInput(f"{bad} bad line(s):\n" + "\n".join(problems) + more)
+    if not rows:
+        raise _BadInput("no rows to verify (the file is empty or blank)")
     return rows
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """One output line, always valid UTF-8: a lone surrogate (``"\\udcff"`` is valid JSON, and
+    so a possible model output) cannot be encoded, so such a row is written ASCII-escaped,
+    which reads back as the same string."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row, ensure_ascii=True)
+    return line + "\n"
 
 
 def _write_atomic(path: Path, lines: list[str]) -> None:
@@ -68,6 +113,17 @@ def _write_atomic(path: Path, lines: list[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_stdout(lines: list[str]) -> None:
+    """Result lines as UTF-8 bytes, whatever the terminal's encoding (they are valid UTF-8)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a replaced stdout (notebooks, tests) takes text
+        sys.stdout.writelines(lines)
+    else:
+        sys.stdout.flush()
+        buffer.writelines(line.encode("utf-8") for line in lines)
+    sys.stdout.flush()
 
 
 def _run_file(rows: list[dict[str, Any]], verifier: Any) -> list[str]:
@@ -95,7 +151,7 @@ def _run_file(rows: list[dict[str, Any]], verifier: Any) -> list[str]:
             )
             for row, verdict in zip(batch, verdicts, strict=True):
                 row.update(verdict.to_dict())
-                out.append(json.dumps(row, ensure_ascii=False) + "\n")
+                out.append(_json_line(row))
             progress.advance(task, len(batch))
     return out
 
@@ -144,7 +200,7 @@ def verify_command(
         assert gold is not None and response is not None
         with Verifier(mode=mode, timeout=timeout, workers=workers or 1) as verifier:
             verdict = verifier.verify(gold, response, truncated=truncated)
-        typer.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
+        typer.echo(_json_line(verdict.to_dict()), nl=False)
         return
 
     try:
@@ -161,8 +217,7 @@ def verify_command(
     if out is not None:
         _write_atomic(out, lines)
     else:
-        sys.stdout.writelines(lines)
-        sys.stdout.flush()
+        _write_stdout(lines)
     _summary(rows, to_stderr=out is None)
 
 

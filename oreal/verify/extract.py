@@ -7,8 +7,8 @@ on the boxed format) falls back to "the answer is ...", "Final Answer: ...", ``#
 last math expression or number.
 
 Rules applied here, independent of the gold: no box (``no_answer``), empty or placeholder final
-box (``empty``), negated box (``negated``). Rules that need the gold (hedges, conflicting boxes)
-are applied later from the flags this module records.
+box (``empty``), negated box (``negated``). Rules that need the gold (hedges, several boxes
+forming a list answer) are applied later from the flags and candidates this module records.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from oreal.verify.normalize import canonical, has_or_connective, multiple_choice
 MODES: tuple[str, ...] = ("strict", "lenient")
 
 _BOX_CMD = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+_TOKEN = re.compile(r"[^\s$]+")  # the argument of ``\boxed 5`` (no braces)
 _THINK_END = "</think>"
 _FINAL_MARKERS = ("**Final Answer**", "<conclude>")
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
@@ -65,14 +66,22 @@ _OR_BETWEEN = re.compile(
 _ANCHOR = re.compile(r"\b(?:final\s+answer|answer)\b\s*(?:\*\*)?\s*(?:is|:|=)\s*(?:\*\*)?", re.I)
 _HASH = re.compile(r"####\s*([^\n]{1,200})")
 _MATH_ENV = re.compile(
-    r"\$\$(.{1,2000}?)\$\$|\\\[(.{1,2000}?)\\\]|\\\((.{1,2000}?)\\\)|(?<![\\$])\$([^$\n]{1,500}?)(?<!\\)\$",
+    r"\$\$(.{1,2000}?)\$\$|\\\[(.{1,2000}?)\\\]|\\\((.{1,2000}?)\\\)"
+    r"|(?<![\\$])\$((?:[^$\n\\]|\\[^\n]){1,500}?)\$",
     re.DOTALL,
 )
 _LAST_NUMBER = re.compile(
-    r"(?<![\w.])-?(?:[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:[.,][0-9]+)?(?:\s*/\s*[0-9]+)?)"
+    r"(?<![\w.])-?(?:[0-9]{1,3}(?:(?:,[0-9]{3})+|(?: [0-9]{3})+)(?:\.[0-9]+)?"
+    r"|[0-9]+(?:[.,][0-9]+)?(?:\s*/\s*[0-9]+)?|\.[0-9]+)"
     r"(?![0-9])(\s*(?:\\?%|percent))?",
     re.IGNORECASE,
 )
+# An undelimited fraction or root (``\frac{10}{9}``): one expression, not the numbers 10 and 9.
+_BRACED = r"\{(?:[^{}]|\{[^{}]*\})*\}"
+_BARE_LATEX = re.compile(
+    rf"-?\\(?:[dt]?frac\s*(?:{_BRACED}|[0-9])\s*(?:{_BRACED}|[0-9])|sqrt\s*(?:\[[^\]]*\])?\s*{_BRACED})"
+)
+_LIST_GAP = re.compile(r"^\s*(?:,|;|\\?&|,?\s*\band\b)\s*$", re.IGNORECASE)
 _PROSE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}")
 _IS_SPLIT = re.compile(r"\s(?:is|are|was|equals|=)\s", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\bI hope\b|\n")
@@ -157,21 +166,64 @@ def find_boxes(text: str) -> list[Box]:
                 return boxes
             content, end = text[i + 1 : close], close + 1
         elif i > m.end():
-            token = re.match(r"[^\s$]+", text[i:])
+            token = _TOKEN.match(text, i)
             if token is None:
                 pos = i
                 continue
-            content, end = token.group(), i + token.end()
+            content, end = token.group(), token.end()
         else:
             pos = m.end()
             continue
-        inner = content.strip()
-        while (nested := find_boxes(inner)) and len(nested) == 1 and nested[0].start == 0:
-            if nested[0].end != len(inner):
-                break
-            inner = nested[0].content.strip()
-        boxes.append(Box(m.start(), end, inner))
+        boxes.append(Box(m.start(), end, _unwrap_nested(content)))
         pos = end
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each ``{`` → index of its ``}`` (escapes skipped), in one linear pass."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
+def _unwrap_nested(content: str) -> str:
+    """``\\boxed{\\boxed{5}}`` → ``5``: peel boxes that cover the whole content, at any depth.
+
+    A loop over one brace-matching pass, not a recursion: a response with a thousand nested
+    boxes must not raise ``RecursionError`` (or take quadratic time).
+    """
+    inner = content.strip()
+    if _BOX_CMD.match(inner) is None:
+        return inner
+    closes = _matching_braces(inner)
+    start, end = 0, len(inner)
+    while (m := _BOX_CMD.match(inner, start, end)) is not None:
+        i = m.end()
+        while i < end and inner[i] in " \t":
+            i += 1
+        if i < end and inner[i] == "{":
+            if closes.get(i) != end - 1:
+                break
+            start, end = i + 1, end - 1
+        elif i > m.end() and (token := _TOKEN.match(inner, i, end)) and token.end() == end:
+            start = i
+        else:
+            break
+        while start < end and inner[start].isspace():
+            start += 1
+        while end > start and inner[end - 1].isspace():
+            end -= 1
+    return inner[start:end]
 
 
 def answer_region(text: str) -> str:
@@ -230,6 +282,19 @@ def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
     return last
 
 
+def _env_list(text: str) -> str | None:
+    """``$12$ and $13$``, ``$1$, $2$``: several math environments joined only by commas or "and"
+    are one list answer (``12, 13``), not their last item."""
+    envs = list(_MATH_ENV.finditer(text))
+    if len(envs) < 2:
+        return None
+    if any(not _LIST_GAP.match(text[a.end() : b.start()]) for a, b in itertools.pairwise(envs)):
+        return None
+    if re.search(r"\w", text[: envs[0].start()] + text[envs[-1].end() :]):
+        return None
+    return ", ".join(next(g for g in m.groups() if g is not None).strip() for m in envs)
+
+
 def _strip_env(text: str) -> str:
     """Content of the last math environment in ``text`` if there is one, else ``text``."""
     envs = list(_MATH_ENV.finditer(text))
@@ -240,14 +305,19 @@ def _strip_env(text: str) -> str:
 
 
 def _last_math_or_number(text: str) -> str | None:
-    """Whichever of the last math environment and the last number ends later."""
+    """Whichever of the last math environment, the last undelimited fraction or root and the last
+    number ends later (on a tie the environment, then the fraction: they contain the number)."""
     env = _last(_MATH_ENV.finditer(text))
+    bare = _last(_BARE_LATEX.finditer(_MATH_ENV.sub(lambda m: " " * len(m.group()), text)))
     num = _last(_LAST_NUMBER.finditer(text))
-    if env is not None and (num is None or num.end() <= env.end()):
+    ends = [m.end() if m is not None else -1 for m in (env, bare, num)]
+    if env is not None and ends[0] >= max(ends):
         content = next(g for g in env.groups() if g is not None).strip()
         if re.match(r"\s*(?:\\?%|percent)", text[env.end() : env.end() + 12], re.I):
             content += "\\%"
         return content or None
+    if bare is not None and ends[1] >= ends[2]:
+        return bare.group()
     if num is not None:
         value = num.group()[: num.start(1) - num.start()] if num.group(1) else num.group()
         value = re.sub(r"^(-?[0-9]+),([0-9]{1,2})$", r"\1.\2", value)  # 2,74 -> 2.74
@@ -270,7 +340,7 @@ def _from_phrase(segment: str) -> Extraction:
         else:
             answer = _strip_env(piece).rstrip(".")
     else:
-        answer = _strip_env(segment).rstrip(".").strip()
+        answer = _env_list(segment) or _strip_env(segment).rstrip(".").strip()
     if not answer:
         return Extraction(())
     return Extraction((answer,), None, "phrase", has_or_connective(answer))
@@ -328,8 +398,9 @@ def extract_answer(response: str, mode: str = "strict") -> str | None:
     """The final answer a response commits to, or ``None``; cheap and pure (no sympy).
 
     ``None`` when there is none to judge: no box (strict) or nothing answer-like (lenient), an
-    empty or placeholder box, or a negated answer. Gold-dependent rules (hedges, conflicting
-    boxes) are not applied here; with several disagreeing boxes the last one is returned.
+    empty or placeholder box, or a negated answer. Gold-dependent rules (hedges, boxes that list
+    a multi-valued answer together) are not applied here; with several boxes the last one is
+    returned, as it is the one judged.
     """
     found = extract(response, mode)
     if found.reason is not None:

@@ -33,9 +33,19 @@ _SUBSCRIPT = re.compile(r"_\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _SUB_COMMAND = re.compile(r"\\(?:mathrm|text|rm|mathit)\s*\{([^{}]*)\}|\\([a-zA-Z]+)")
 _WS = re.compile(r"\s+")
 _SPACE_NEAR_SYMBOL = re.compile(r" ?([^\w\s]) ?")
+# Thousands groups need a leading group without a leading zero: ``0,111`` is a decimal comma
+# (0.111, the parser's rule), never 111.
 _NUMBER = re.compile(
-    r"[+-]?(?:\d{1,3}(?:(?:\{,\}|,\\!\s?|\\[,! ]|,| )\d{3})+|\d+)?(?:\.\d+)?\.?$",
+    r"[+-]?(?:[1-9]\d{0,2}(?:(?:\{,\}|,\\!\s?|\\[,! ]|,| )\d{3})+|\d+)?(?:\.\d+)?\.?$",
 )
+_BARE_PERCENT = re.compile(r"(?<!\\)%")
+_LEADING_APPROX = re.compile(r"^(?:\\(?:approx|simeq)(?![a-zA-Z])|≈)\s*")
+# 1.5e-3, 3E8: scientific e-notation, rewritten as a power of ten for the LaTeX parser (which
+# would read ``1.5e-3`` as 1.5 times Euler's e minus 3).
+_E_NOTATION = re.compile(r"(?<![\w.\\{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?![\w.])")
+# A list whose last items are joined by "and": "1, 2, and 3", "6, 8\text{, and }10".
+_TRAILING_PERIOD = re.compile(r"(?<!\.)\.\s*$")  # "2/3." ends a sentence; "1, 2, ..." is kept
+_AND_JOIN = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*,?\s*and\s*\}|\band\b)\s*,?\s*")
 _SEPARATORS = re.compile(r"\{,\}|,\\!|\\[,! ]|[, ]")
 _MC_LETTER = re.compile(r"^\(?([A-Ea-e])\)?$")
 _CONNECTIVE = re.compile(r"\\text\{\s*(and|or)\s*\}|\b(and|or)\b", re.IGNORECASE)
@@ -101,7 +111,7 @@ def canonical(text: str) -> str:
     s = _LE.sub(r"\\leq ", s)
     s = _GE.sub(r"\\geq ", s)
     s = _NE.sub(r"\\neq ", s)
-    s = s.replace("\\%", "%").replace("^{\\circ}", "^\\circ")
+    s = s.replace("\\%", "%").replace("^{\\circ}", "^\\circ")  # a bare % is kept as is
     s = _fix_subscripts(s)
     s = _WS.sub(" ", s).strip()
     number = _canonical_number(s)
@@ -112,8 +122,19 @@ def canonical(text: str) -> str:
 
 
 def for_parser(text: str) -> str:
-    """Clean-up before math-verify parses ``text`` (formats its parser does not understand)."""
+    """Clean-up before math-verify parses ``text`` (formats its parser does not understand).
+
+    Besides the notations of the module docstring: a leading ``\\approx`` (a gold given as
+    "≈ 8.24 mph" means the value), a bare ``%`` (``62.5%``: in LaTeX it would start a comment),
+    scientific e-notation (``1.5e-3``), lists joined by "and" (``6, 8\\text{, and }10``) and a
+    sentence's full stop (``2/3.``).
+    """
     s = strip_math_delimiters(text).replace("\\$", "").replace("\n", " ")
+    s = _LEADING_APPROX.sub("", s.strip())
+    s = _BARE_PERCENT.sub(r"\\%", s)
+    s = _E_NOTATION.sub(r"\1\\times10^{\2}", s)
+    s = _AND_JOIN.sub(", ", s).strip(" ,")
+    s = _TRAILING_PERIOD.sub("", s)
     s = _fix_subscripts(s)
     number = _canonical_number(_WS.sub(" ", s).strip())
     if number is not None:

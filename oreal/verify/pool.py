@@ -1,32 +1,59 @@
-"""Batch verification on a persistent pool of worker processes, with hard per-task deadlines.
+"""Batch verification: rules in the calling process, sympy in a pool of worker processes.
 
-Why processes and pebble: sympy work can hang in C (big-int powers) where no signal reaches it,
-and the only reliable stop is killing the process. pebble's ``ProcessPool`` kills a task's
-worker when its timeout expires and starts a replacement, which is exactly that. Tasks are sent
-in chunks to amortise IPC; if a chunk misses its deadline, its tasks are retried one by one so
-that only the guilty one is reported as ``timeout``. Identical jobs in a batch are computed
-once, and workers cache parsed golds and answers.
+The pool lives in a helper process (:mod:`oreal.verify.host`), so the caller's main module is
+never imported again by a worker: scripts without an ``if __name__ == "__main__":`` guard,
+``python -`` and notebooks work. Why processes: sympy work can hang in C (big-int powers) where
+no signal reaches it, and the only reliable stop is ending the process. Each check runs under a
+budget of CPU seconds (:mod:`oreal.verify.worker`), so a verdict does not depend on machine load,
+and a check over budget costs one budget: tasks are scheduled one check each (pebble's per-task
+overhead is small next to a sympy check), so a killed worker takes no other verdict with it.
+Identical jobs in a batch are computed once, and workers cache parsed golds and answers.
 """
 
 from __future__ import annotations
 
 import atexit
-import math
-import multiprocessing
+import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from collections.abc import Sequence
 from typing import Any
 
 from oreal.verify import verdict as R
 from oreal.verify.extract import check_mode
+from oreal.verify.host import Result, WorkerHost
+from oreal.verify.normalize import gold_parts
 from oreal.verify.rules import Gold, Job, prepare, prepare_equivalence
 from oreal.verify.screens import DEFAULT_LIMITS, Limits
 from oreal.verify.verdict import Verdict
 
-_Result = tuple[bool, str, str | None]
-_MAX_CHUNK = 64
+_log = logging.getLogger(__name__)
+
+
+def _stage(
+    gold: Gold, response: str, *, mode: str, truncated: bool, limits: Limits = DEFAULT_LIMITS
+) -> Verdict | Job:
+    """The rule stage for one pair. Arguments of the wrong type raise; anything a response can
+    trigger otherwise becomes an ``error`` verdict, so that one row never costs a whole batch."""
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a string, got {type(response).__name__}")
+    gold_parts(gold)  # raises TypeError for a gold of the wrong type
+    try:
+        return prepare(gold, response, mode=mode, truncated=truncated, limits=limits)
+    except Exception:
+        _log.exception("verifier rule stage failed on a response; counted as 'error'")
+        return Verdict(False, None, R.ERROR)
+
+
+def _aligned_flags(
+    golds: Sequence[Gold], responses: Sequence[str], truncated: Sequence[bool] | None
+) -> Sequence[bool]:
+    """The truncation flags, after checking that the three sequences are aligned."""
+    if len(golds) != len(responses):
+        raise ValueError(f"{len(golds)} golds but {len(responses)} responses")
+    if truncated is not None and len(truncated) != len(responses):
+        raise ValueError(f"{len(truncated)} truncated flags but {len(responses)} responses")
+    return truncated if truncated is not None else [False] * len(responses)
 
 
 def _default_workers() -> int:
@@ -36,27 +63,16 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _context(start_method: str | None) -> Any:
-    """``forkserver`` by default: workers fork from a clean server process, never from the
-    caller (which may hold CUDA contexts or threads); the worker module is preloaded there."""
-    methods = multiprocessing.get_all_start_methods()
-    method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["oreal.verify._warm"])
-    return ctx
-
-
 class Verifier:
     """Owns a worker pool; use as a context manager or call :meth:`close`.
 
     ``mode`` is ``"strict"`` (boxed answers only; training rewards) or ``"lenient"``
-    (evaluation of models not trained on the boxed format); ``timeout`` is the per-check limit in
-    seconds; ``workers`` defaults to the usable CPU count. The pool starts on first need: batches
-    settled by rules and the fast path never start it.
+    (evaluation of models not trained on the boxed format); ``timeout`` is the per-check budget in
+    CPU seconds of a worker; ``workers`` defaults to the usable CPU count. The pool starts on
+    first need: batches settled by rules and the fast path never start it.
     """
 
-    # Test hook: the function run in the workers (default: equivalence.run_chunk).
+    # Test hook: the function run in the workers for each check (default: worker.run_item).
     _task: Any = None
 
     def __init__(
@@ -77,10 +93,7 @@ class Verifier:
         self.timeout = float(timeout)
         self.workers = workers or _default_workers()
         self.limits = limits
-        self._memory_limit_mb = memory_limit_mb
-        self._start_method = start_method
-        self._pool: Any = None
-        self._lock = threading.Lock()
+        self._host = WorkerHost(self.workers, memory_limit_mb, start_method)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -92,73 +105,24 @@ class Verifier:
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
-        with self._lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.stop()
-            pool.join()
+        self._closed = True
+        self._host.close()
 
-    def _get_pool(self) -> Any:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("Verifier is closed")
-            if self._pool is None:
-                from pebble import ProcessPool
-
-                from oreal.verify.equivalence import init_worker
-
-                self._pool = ProcessPool(
-                    max_workers=self.workers,
-                    initializer=init_worker,
-                    initargs=(self._memory_limit_mb,),
-                    context=_context(self._start_method),
-                )
-            return self._pool
+    @property
+    def pool_started(self) -> bool:
+        """Whether the worker pool is running (batches settled by rules never start it)."""
+        return self._host.running
 
     # -- execution ---------------------------------------------------------------------------
-    def _hard_timeout(self, timeout: float) -> float:
-        """Budget for one chunk: the soft per-item limit plus slack for IPC and start-up."""
-        return timeout + max(1.0, timeout)
-
-    def _run(self, items: list[tuple[Any, ...]], timeout: float) -> list[_Result]:
-        """Run tasks on the pool in chunks; a chunk that dies or times out is retried per item."""
+    def _run(self, items: list[tuple[Any, ...]], timeout: float) -> list[Result]:
+        """Run checks on the pool, one task per check, results in order."""
         if not items:
             return []
-        from oreal.verify.equivalence import run_chunk
+        if self._closed:
+            raise RuntimeError("Verifier is closed")
+        from oreal.verify.worker import run_item
 
-        task = self._task or run_chunk
-        pool = self._get_pool()
-        size = max(1, min(_MAX_CHUNK, math.ceil(len(items) / (self.workers * 4))))
-        chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
-        hard = self._hard_timeout(timeout)
-        futures = [
-            (idx, pool.schedule(task, args=([items[i] for i in idx], timeout), timeout=hard))
-            for idx in chunks
-        ]
-        results: list[_Result | None] = [None] * len(items)
-        singles = []
-        for idx, future in futures:
-            try:
-                for i, res in zip(idx, future.result(), strict=True):
-                    results[i] = res
-            except Exception as exc:  # timeout, ProcessExpired (worker died), pickling errors
-                if len(idx) > 1:  # find the guilty item; the others get their verdicts
-                    singles += [
-                        (i, pool.schedule(task, args=([items[i]], timeout), timeout=hard))
-                        for i in idx
-                    ]
-                else:
-                    timed_out = isinstance(exc, FutureTimeoutError)
-                    results[idx[0]] = (False, R.TIMEOUT if timed_out else R.ERROR, None)
-        for i, future in singles:
-            try:
-                results[i] = future.result()[0]
-            except FutureTimeoutError:
-                results[i] = (False, R.TIMEOUT, None)
-            except Exception:
-                results[i] = (False, R.ERROR, None)
-        return [r if r is not None else (False, R.ERROR, None) for r in results]
+        return self._host.run(self._task or run_item, items, timeout)
 
     def _run_jobs(
         self, verdicts: list[Verdict | Job], timeout: float | None = None
@@ -191,13 +155,9 @@ class Verifier:
         truncated: Sequence[bool] | None = None,
     ) -> list[Verdict]:
         """Verdicts for aligned (gold, response[, truncated]) sequences, in input order."""
-        if len(golds) != len(responses):
-            raise ValueError(f"{len(golds)} golds but {len(responses)} responses")
-        if truncated is not None and len(truncated) != len(responses):
-            raise ValueError(f"{len(truncated)} truncated flags but {len(responses)} responses")
-        flags: Iterable[bool] = truncated if truncated is not None else [False] * len(responses)
+        flags = _aligned_flags(golds, responses, truncated)
         staged = [
-            prepare(g, r, mode=self.mode, truncated=bool(t), limits=self.limits)
+            _stage(g, r, mode=self.mode, truncated=bool(t), limits=self.limits)
             for g, r, t in zip(golds, responses, flags, strict=True)
         ]
         return self._run_jobs(staged)
@@ -208,7 +168,13 @@ class Verifier:
 
     def equivalent_batch(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """Answer-vs-answer equivalence (majority-vote grouping); the first is the reference."""
-        decided = [prepare_equivalence(a, b, self.limits) for a, b in pairs]
+        decided: list[bool | None] = []
+        for a, b in pairs:
+            try:
+                decided.append(prepare_equivalence(a, b, self.limits))
+            except Exception:  # never expected: rules are pure string work; counted unequal
+                _log.exception("verifier equivalence rules failed; counted as not equivalent")
+                decided.append(False)
         todo = [i for i, d in enumerate(decided) if d is None]
         done = self._run([("equiv", pairs[i][0], pairs[i][1]) for i in todo], self.timeout)
         for i, (ok, _reason, _x) in zip(todo, done, strict=True):
@@ -243,10 +209,27 @@ def verify(
     timeout: float = 5.0,
 ) -> Verdict:
     """One safe check. Rules and the fast path run here; sympy runs in a shared worker pool."""
+    return verify_batch([gold], [response], mode=mode, truncated=[truncated], timeout=timeout)[0]
+
+
+def verify_batch(
+    golds: Sequence[Gold],
+    responses: Sequence[str],
+    *,
+    mode: str = "strict",
+    truncated: Sequence[bool] | None = None,
+    timeout: float = 5.0,
+) -> list[Verdict]:
+    """Safe checks of aligned sequences on the shared process-wide pool (what the framework
+    adapters in :mod:`oreal.integrations` call); like :meth:`Verifier.verify_batch`."""
     check_mode(mode)
     if not timeout > 0:
         raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
-    staged = prepare(gold, response, mode=mode, truncated=truncated)
-    if isinstance(staged, Verdict):
-        return staged
-    return _shared_verifier()._run_jobs([staged], timeout)[0]
+    flags = _aligned_flags(golds, responses, truncated)
+    staged = [
+        _stage(g, r, mode=mode, truncated=bool(t))
+        for g, r, t in zip(golds, responses, flags, strict=True)
+    ]
+    if all(isinstance(v, Verdict) for v in staged):
+        return [v for v in staged if isinstance(v, Verdict)]
+    return _shared_verifier()._run_jobs(staged, timeout)

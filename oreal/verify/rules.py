@@ -104,8 +104,7 @@ def prepare(
     or_hedge = found.or_hedge or any(has_or_connective(a) for a in answers)
     if _is_hedge(parts, answers, or_hedge):
         return Verdict(False, extracted, R.HEDGED)
-    target = canonical_gold(parts)
-    if all(canonical(a) == target for a in answers):
+    if canonical(extracted) == canonical_gold(parts):  # the final box is the answer
         return Verdict(True, extracted, R.MATCH)
     if all(unevaluated_arithmetic(parts, a) for a in answers):
         return Verdict(False, extracted, R.UNEVALUATED)

@@ -16,8 +16,6 @@ MISMATCH = "mismatch"
 """An answer was extracted and compared, and it is not equivalent to the gold answer."""
 NO_ANSWER = "no_answer"
 """Nothing answer-like was found (strict: no ``\\boxed{}``; lenient: no box, phrase or number)."""
-CONFLICTING = "conflicting_answers"
-"""Several final answers (boxes) were given and they are not all equivalent."""
 EMPTY = "empty"
 """The final box is empty or a placeholder (``\\boxed{}``, ``?``, ``N/A``, ``\\text{answer}``)."""
 NEGATED = "negated"
@@ -44,7 +42,6 @@ REASONS: tuple[str, ...] = (
     MATCH,
     MISMATCH,
     NO_ANSWER,
-    CONFLICTING,
     EMPTY,
     NEGATED,
     HEDGED,
