@@ -11,13 +11,14 @@ and nothing written; ``--out`` is replaced atomically. Output is always valid UT
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from oreal.atomic import atomic_write_text, describe_os_error
+from oreal.cli.common import fail
 
 _BATCH = 2048
 _PROGRESS_MIN = 1000
@@ -83,8 +84,8 @@ def _load(path: Path) -> list[dict[str, Any]]:
             elif row is not None:
                 rows.append(row)
     if bad:
-        more = f"\n... and {bad - len(problems)} more" if bad > len(problems) else ""
-        raise _BadInput(f"{bad} bad line(s):\n" + "\n".join(problems) + more)
+        more = f"; ... and {bad - len(problems)} more" if bad > len(problems) else ""
+        raise _BadInput(f"{bad} bad line(s): " + "; ".join(problems) + more)
     if not rows:
         raise _BadInput("no rows to verify (the file is empty or blank)")
     return rows
@@ -100,19 +101,6 @@ def _json_line(row: dict[str, Any]) -> str:
     except UnicodeEncodeError:
         line = json.dumps(row, ensure_ascii=True)
     return line + "\n"
-
-
-def _write_atomic(path: Path, lines: list[str]) -> None:
-    """Temp file in the target directory, then ``os.replace``: no half-written output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_stdout(lines: list[str]) -> None:
@@ -206,16 +194,17 @@ def verify_command(
     try:
         rows = _load(file)
     except OSError as error:
-        typer.echo(f"Error: cannot read {file}: {error.strerror or error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(f"cannot read {file}: {error.strerror or error}")
     except _BadInput as error:
-        typer.echo(f"Error: {file}: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(f"{file}: {error}")
 
     with Verifier(mode=mode, timeout=timeout, workers=workers) as verifier:
         lines = _run_file(rows, verifier)
     if out is not None:
-        _write_atomic(out, lines)
+        try:
+            atomic_write_text(out, "".join(lines))
+        except OSError as error:
+            fail(describe_os_error(error, out))
     else:
         _write_stdout(lines)
     _summary(rows, to_stderr=out is None)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 from oreal.data.records import Problem, canonical_number
 from oreal.names import unknown_name_message
+from oreal.verify.extract import find_boxes
+from oreal.verify.normalize import split_top_level
 
 __all__ = [
     "BenchmarkInfo",
@@ -77,43 +79,12 @@ def _rows(path: str) -> Iterator[Row]:
 
 
 def extract_last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``), matching braces; None if absent.
+    r"""Content of the last complete ``\boxed{...}`` (or ``\fbox{...}``); None if there is none.
 
-    A regex cannot do this: answers nest braces (``\boxed{\frac{1}{2}}``).
+    The verifier's own box scanner, so a gold answer is read exactly as a response would be.
     """
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        return None
-    start = starts[-1]
-    depth = 1
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:index].strip()
-    return None
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside (), [] or {}, so tuples and fractions stay whole."""
-    parts: list[str] = []
-    depth = 0
-    current: list[str] = []
-    for char in text:
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth = max(depth - 1, 0)
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current).strip())
-    return [part for part in parts if part]
+    boxes = find_boxes(text)
+    return boxes[-1].content if boxes else None
 
 
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
@@ -135,7 +106,7 @@ def split_multiple_answers(final_answer: list[str], is_multiple: bool) -> str | 
         if _PROSE.search(text):
             answers.append(text)
         else:
-            answers.extend(_split_top_level(text))
+            answers.extend(split_top_level(text))
     return answers[0] if len(answers) == 1 else answers
 
 
