@@ -11,12 +11,14 @@ Training keeps fp32 master weights; compute runs under bf16 autocast (see
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -42,6 +44,7 @@ __all__ = [
     "load_tokenizer",
     "load_weights",
     "prepare_tokenizer",
+    "quiet_hf_progress",
 ]
 
 logger = logging.getLogger(__name__)
@@ -241,6 +244,21 @@ def load_weights(model: torch.nn.Module, folder: str | os.PathLike[str]) -> None
             f"weights in {folder} do not fit {type(model).__name__}: "
             f"missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}"
         )
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """transformers' own progress bars off for a block (shard writing inside a checkpoint save):
+    they would interleave with the trainer's progress line. The previous setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def enable_gradient_checkpointing(model: PreTrainedModel) -> None:

@@ -352,11 +352,13 @@ def _own_engine(backend: str, config: OrealConfig, policy: nn.Module, tokenizer:
         return FastGenerator(policy, tokenizer, max_batch_size=config.rollout.max_batch_size)
     import tempfile
 
+    from oreal.models.loading import quiet_hf_progress
     from oreal.rollout.vllm import VLLMGenerator
 
     source = tempfile.mkdtemp(prefix="oreal-vllm-")  # the engine starts from these weights
-    policy.save_pretrained(source)
-    tokenizer.save_pretrained(source)
+    with quiet_hf_progress():
+        policy.save_pretrained(source)
+        tokenizer.save_pretrained(source)
     settings = config.rollout.vllm
     return VLLMGenerator(
         source,

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from oreal.atomic import atomic_dir, describe_os_error
 from oreal.errors import UserError
+from oreal.models.loading import quiet_hf_progress
 from oreal.runs import checkpoint_dir, latest_checkpoint, list_checkpoints
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ def _write(
     tokenizer: Any,
     adapter_writer: Any,
 ) -> Path:
-    with atomic_dir(final) as staging:
+    with atomic_dir(final) as staging, quiet_hf_progress():
         policy.save_pretrained(staging / "policy", state_dict=policy_state, safe_serialization=True)
         tokenizer.save_pretrained(staging / "policy")
         if adapter_writer is not None:
