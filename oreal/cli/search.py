@@ -30,6 +30,30 @@ def _int_list(text: str, option: str) -> list[int]:
     return sorted(set(values))
 
 
+def split_benchmarks(text: str) -> list[str]:
+    """Comma-separated benchmarks, where a synthetic spec may hold commas of its own
+    (``synthetic:arithmetic?n=64&ops=add,sub``): after a spec with a query, a piece that is not a
+    bundled name, a source with ``:`` or an existing path continues that query."""
+    from oreal.data import benchmark_names
+
+    names: list[str] = []
+    for piece in (part.strip() for part in text.split(",")):
+        if not piece:
+            continue
+        continues = (
+            names
+            and "?" in names[-1]
+            and ":" not in piece
+            and piece not in benchmark_names()
+            and not Path(piece).exists()
+        )
+        if continues:
+            names[-1] += "," + piece
+        else:
+            names.append(piece)
+    return names
+
+
 def _methods(text: str) -> list[str]:
     from oreal.search.strategies import METHODS
 
@@ -133,7 +157,7 @@ def search_command(
             )
         if resume and out is None:
             raise EvalInputError("--resume needs --out (the directory to continue)")
-        names = [name.strip() for name in benchmarks.split(",") if name.strip()]
+        names = split_benchmarks(benchmarks)
         if not names:
             raise EvalInputError("--benchmarks is empty")
         budgets = _int_list(budget, "--budget")

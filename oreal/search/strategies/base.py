@@ -156,13 +156,14 @@ class SearchUnit:
 
 @dataclass
 class SearchResult:
-    """The solution a search returns."""
+    """The solution a search returns (``pool``: the final particles, for methods that have one)."""
 
     text: str
     response_ids: list[int]
     finish: FinishReason
     score: float | None = None
     candidates: int = 1
+    pool: list[Trajectory] | None = None
 
     @classmethod
     def of(cls, trajectory: Trajectory, separator: str, candidates: int) -> SearchResult:

@@ -77,7 +77,9 @@ class ParticleFiltering(SearchStrategy):
         for swarm in swarms:
             pool = swarm.final_pool()
             best = pool[best_index([p.weight for p in pool])]
-            results.append(SearchResult.of(best, self.config.separator, len(pool)))
+            result = SearchResult.of(best, self.config.separator, len(pool))
+            result.pool = pool
+            results.append(result)
         return results
 
     def _sweep(
