@@ -1,0 +1,154 @@
+"""Accuracy against budget for every search method on the embedded model, untrained and trained.
+
+The task is the CPU demo's held-out split (64 addition/subtraction problems of 1-2 digit numbers,
+``configs/demo_token_rm.yaml``'s ``data.eval``), the policy is SmolLM2-135M-Instruct before
+training (``embedded``) and after an ``oreal train demo_token_rm`` run, and the scorer is that
+run's token RM; the verifier oracle (best-of-N and weighted majority reading the gold) gives the
+upper bound on the same samples. Each run is one ``oreal search`` command (printed, and kept in
+the JSON); an interrupted run is resumed. Then everything is collected into one JSON and one
+plot::
+
+    oreal train demo_token_rm --run-dir /tmp/search-run --threads 1   # the RM run (~18 min)
+    python benchmarks/search_embedded.py --run-dir /tmp/search-run --work /tmp/sw \\
+        --out benchmarks/results/search_embedded.json
+
+``--only NAME ...`` runs a subset; ``--collect`` only rewrites the JSON and PNG from what the
+work directory holds. Accuracies come with their binomial standard error over problems,
+sqrt(p (1 - p) / n): with 32 problems one problem is 3.1 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SPEC = "synthetic:arithmetic?n=64&digits=1-2&ops=add,sub&seed=12345&split=test"
+COMMON = [
+    "--benchmarks", SPEC, "--max-new-tokens", "64", "--batch-size", "16", "--threads", "1",
+]  # fmt: skip
+
+
+def runs(run_dir: str, limit: int, budgets: str) -> dict[str, list[str]]:
+    """name -> oreal search arguments (without --out)."""
+    base = [*COMMON, "--limit", str(limit), "--budget", budgets]
+    untrained = ["embedded", "--template", "boxed_example"]
+    trained = [run_dir]  # its latest checkpoint's policy, and its template (boxed_example)
+    return {
+        "untrained-tokenrm": [*untrained, "--method", "all", "--scorer", run_dir, *base],
+        "trained-tokenrm": [*trained, "--method", "all", "--scorer", run_dir, *base],
+        "untrained-oracle": [
+            *untrained, "--method", "best_of_n,weighted_majority", "--scorer", "verifier", *base,
+        ],
+        "trained-oracle": [
+            *trained, "--method", "best_of_n,weighted_majority", "--scorer", "verifier", *base,
+        ],
+    }  # fmt: skip
+
+
+def run_one(name: str, args: list[str], work: Path) -> None:
+    out = work / name
+    command = ["oreal", "search", *args, "--out", str(out)]
+    if (out / "settings.json").is_file():
+        command.append("--resume")
+    print("$ " + shlex.join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def collect(names: dict[str, list[str]], work: Path) -> dict[str, Any]:
+    collected: dict[str, Any] = {"task": SPEC, "runs": {}}
+    for name, args in names.items():
+        results = work / name / "results.json"
+        if not results.is_file():
+            continue
+        document = json.loads(results.read_text("utf-8"))
+        (benchmark,) = document["benchmarks"].values()
+        table: dict[str, dict[str, Any]] = {}
+        for method, budgets in benchmark.items():
+            for budget, entry in budgets.items():
+                if "skipped" in entry:
+                    continue
+                p, n = entry["accuracy"], entry["num_problems"]
+                table.setdefault(method, {})[budget] = {
+                    "accuracy": p,
+                    "standard_error": math.sqrt(p * (1 - p) / n),
+                    "correct": round(p * n),
+                    "problems": n,
+                    "truncation_rate": entry["truncation_rate"],
+                    **entry["compute"],
+                }
+        collected["runs"][name] = {
+            "command": "oreal search " + shlex.join([*args, "--out", str(results.parent)]),
+            "model_path": document["model_path"],
+            "scorer": document["scorer_kind"],
+            "wall_time_s": document["wall_time_s"],
+            "methods": table,
+        }
+    return collected
+
+
+def plot(collected: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = ["untrained", "trained"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100, sharey=True)
+    for axis, policy in zip(axes, policies, strict=True):
+        for name, run in collected["runs"].items():
+            if not name.startswith(policy + "-"):
+                continue
+            oracle = name.endswith("oracle")
+            for method, budgets in run["methods"].items():
+                if oracle and method == "weighted_majority":
+                    continue
+                xs = sorted(budgets, key=int)
+                ys = [100 * budgets[b]["accuracy"] for b in xs]
+                errors = [100 * budgets[b]["standard_error"] for b in xs]
+                label = "oracle best-of-N (upper bound)" if oracle else method
+                style = {"linestyle": "--", "color": "black"} if oracle else {}
+                axis.errorbar([int(b) for b in xs], ys, yerr=errors, marker="o", capsize=2,
+                              label=label, **style)  # fmt: skip
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("budget N (full-solution equivalents)")
+        axis.set_title(f"{policy} policy, token-RM scorer", fontsize=10)
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("accuracy of the returned solution (%)")
+    axes[1].legend(fontsize=7)
+    figure.suptitle("SmolLM2-135M-Instruct, demo held-out arithmetic (±1 binomial SE)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", default="/tmp/search-run", help="the oreal train run")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sw"), help="oreal search outputs")
+    parser.add_argument("--limit", type=int, default=32, help="problems (of the 64)")
+    parser.add_argument("--budgets", default="1,2,4,8")
+    parser.add_argument("--only", nargs="*", help="run only these names")
+    parser.add_argument("--collect", action="store_true", help="only rewrite the JSON and PNG")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_embedded.json"))
+    args = parser.parse_args(argv)
+    names = runs(args.run_dir, args.limit, args.budgets)
+    if not args.collect:
+        for name, run_args in names.items():
+            if not args.only or name in args.only:
+                run_one(name, run_args, args.work)
+    collected = collect(names, args.work)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(collected, indent=2) + "\n", "utf-8")
+    plot(collected, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
