@@ -133,6 +133,10 @@ def test_the_step_cap_and_the_token_budget_end_particles_as_truncated() -> None:
     (result,) = strategy.search(units(1), short)
     assert result.finish == "length" and len(result.response_ids) == 8
     assert result.text == "more\n\nmo"
+    exact = SamplingParams(max_new_tokens=6, temperature=0.8, seed=0)  # one step fills it
+    endless.calls.clear()
+    (result,) = strategy.search(units(1), exact)
+    assert result.text == "more" and result.finish == "length" and len(endless.calls) == 1
 
 
 def test_budget_accounting_counts_every_generated_step() -> None:

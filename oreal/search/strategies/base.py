@@ -302,7 +302,8 @@ class SearchStrategy(ABC):
             return
         sep = self.config.separator
         prompts = [unit.prompt + join_steps(t.steps, sep, partial=True) for unit, t in pairs]
-        remaining = [params.max_new_tokens - t.tokens for _, t in pairs]
+        limit = params.max_new_tokens
+        remaining = [limit - t.tokens for _, t in pairs]
         step_params = SamplingParams(
             max_new_tokens=max(1, max(remaining)),
             temperature=params.temperature,
@@ -326,8 +327,8 @@ class SearchStrategy(ABC):
                 trajectory.finish = reason
             elif has_final_answer(text):
                 trajectory.finish = "stop"
-            elif len(trajectory.steps) >= self.config.max_steps:
-                trajectory.finish = "length"
+            elif len(trajectory.steps) >= self.config.max_steps or trajectory.tokens >= limit:
+                trajectory.finish = "length"  # the step cap, or no token left for another step
 
     def score_trajectories(self, pairs: list[tuple[SearchUnit, Trajectory]]) -> None:
         """Score every trajectory in one scorer call; append each one's aggregated score."""
