@@ -1,20 +1,24 @@
 """Accuracy against budget for every search method on the embedded model, untrained and trained.
 
-The task is the CPU demo's held-out split (64 addition/subtraction problems of 1-2 digit numbers,
-``configs/demo_token_rm.yaml``'s ``data.eval``), the policy is SmolLM2-135M-Instruct before
-training (``embedded``) and after an ``oreal train demo_token_rm`` run, and the scorer is that
-run's token RM; the verifier oracle (best-of-N and weighted majority reading the gold) gives the
-upper bound on the same samples. Each run is one ``oreal search`` command (printed, and kept in
-the JSON); an interrupted run is resumed. Then everything is collected into one JSON and one
-plot::
+The task is the CPU demo's held-out split (64 addition/subtraction problems of 1-2 digit
+numbers, ``configs/demo.yaml``'s ``data.eval``). The policies are SmolLM2-135M-Instruct before
+training (``embedded``) and after two ``oreal train`` runs: the ``demo`` preset (OREAL, 15
+steps), then ``demo_token_rm`` (OREAL with the token RM, 2 RM-only + 15 policy steps) started
+from that policy, so that its RM sees rollouts with both correct and wrong answers. The scorer
+of every scored method is that second run's token RM; the verifier oracle (best-of-N reading
+the gold) gives the upper bound on the same samples as majority vote. Each measurement is one
+``oreal search`` command (printed, and kept in the JSON); an interrupted one is resumed. Then
+everything is collected into one JSON and one plot::
 
-    oreal train demo_token_rm --run-dir /tmp/search-run --threads 1   # the RM run (~18 min)
-    python benchmarks/search_embedded.py --run-dir /tmp/search-run --work /tmp/sw \\
+    oreal train demo --run-dir /tmp/sw/demo-run --threads 1
+    oreal train demo_token_rm --run-dir /tmp/sw/rm-run --threads 1 \\
+        model.name_or_path=/tmp/sw/demo-run/checkpoints/step-000015/policy
+    python benchmarks/search_embedded.py --run-dir /tmp/sw/rm-run --work /tmp/sw \\
         --out benchmarks/results/search_embedded.json
 
 ``--only NAME ...`` runs a subset; ``--collect`` only rewrites the JSON and PNG from what the
 work directory holds. Accuracies come with their binomial standard error over problems,
-sqrt(p (1 - p) / n): with 32 problems one problem is 3.1 points.
+sqrt(p (1 - p) / n): with 64 problems one problem is 1.6 points.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ COMMON = [
 ]  # fmt: skip
 
 
+POOLED = "majority,best_of_n,weighted_majority"  # one shared pool of samples
+
+
 def runs(run_dir: str, limit: int, budgets: str) -> dict[str, list[str]]:
     """name -> oreal search arguments (without --out)."""
     base = [*COMMON, "--limit", str(limit), "--budget", budgets]
@@ -42,12 +49,8 @@ def runs(run_dir: str, limit: int, budgets: str) -> dict[str, list[str]]:
     return {
         "untrained-tokenrm": [*untrained, "--method", "all", "--scorer", run_dir, *base],
         "trained-tokenrm": [*trained, "--method", "all", "--scorer", run_dir, *base],
-        "untrained-oracle": [
-            *untrained, "--method", "best_of_n,weighted_majority", "--scorer", "verifier", *base,
-        ],
-        "trained-oracle": [
-            *trained, "--method", "best_of_n,weighted_majority", "--scorer", "verifier", *base,
-        ],
+        "untrained-oracle": [*untrained, "--method", POOLED, "--scorer", "verifier", *base],
+        "trained-oracle": [*trained, "--method", POOLED, "--scorer", "verifier", *base],
     }  # fmt: skip
 
 
@@ -129,9 +132,9 @@ def plot(collected: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", default="/tmp/search-run", help="the oreal train run")
+    parser.add_argument("--run-dir", default="/tmp/sw/rm-run", help="the token-RM run")
     parser.add_argument("--work", type=Path, default=Path("/tmp/sw"), help="oreal search outputs")
-    parser.add_argument("--limit", type=int, default=32, help="problems (of the 64)")
+    parser.add_argument("--limit", type=int, default=64, help="problems (of the 64)")
     parser.add_argument("--budgets", default="1,2,4,8")
     parser.add_argument("--only", nargs="*", help="run only these names")
     parser.add_argument("--collect", action="store_true", help="only rewrite the JSON and PNG")
