@@ -95,6 +95,32 @@ def collect(names: dict[str, list[str]], work: Path) -> dict[str, Any]:
     return collected
 
 
+def markdown(collected: dict[str, Any]) -> str:
+    """One table per run: accuracy % (correct / problems) and generated tokens per problem."""
+    lines = []
+    for name, run in collected["runs"].items():
+        budgets = sorted({b for m in run["methods"].values() for b in m}, key=int)
+        lines += [
+            f"**{name}** (`{run['command']}`, {run['wall_time_s'] / 60:.0f} min)",
+            "",
+            "| method | " + " | ".join(f"N={b}" for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
+        for method, table in run["methods"].items():
+            cells = []
+            for b in budgets:
+                e = table.get(b)
+                cells.append(
+                    "n/a"
+                    if e is None
+                    else f"{100 * e['accuracy']:.1f} ({e['correct']}/{e['problems']}), "
+                    f"{e['generated_tokens_per_problem']:.0f} tok"
+                )
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def plot(collected: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -149,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(collected, indent=2) + "\n", "utf-8")
     plot(collected, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    args.out.with_suffix(".md").write_text(markdown(collected), "utf-8")
+    print(f"wrote {args.out} and its .png and .md")
     return 0
 
 
