@@ -51,6 +51,10 @@ def runs(run_dir: str, limit: int, budgets: str) -> dict[str, list[str]]:
         "trained-tokenrm": [*trained, "--method", "all", "--scorer", run_dir, *base],
         "untrained-oracle": [*untrained, "--method", POOLED, "--scorer", "verifier", *base],
         "trained-oracle": [*trained, "--method", POOLED, "--scorer", "verifier", *base],
+        "trained-likelihood": [
+            *trained, "--method", "best_of_n,weighted_majority,particle_filtering",
+            "--scorer", "likelihood", *base,
+        ],
     }  # fmt: skip
 
 
@@ -133,23 +137,34 @@ def plot(collected: dict[str, Any], path: Path) -> None:
         for name, run in collected["runs"].items():
             if not name.startswith(policy + "-"):
                 continue
-            oracle = name.endswith("oracle")
+            scorer = name.split("-", 1)[1]
             for method, budgets in run["methods"].items():
-                if oracle and method == "weighted_majority":
-                    continue
+                if scorer == "oracle" and method != "best_of_n":
+                    continue  # its majority duplicates the token-RM run's (same samples)
+                style: dict[str, Any] = {}
+                label = method if method == "majority" else f"{method} ({scorer})"
+                if scorer == "oracle":
+                    label, style = "best-of-N, verifier oracle (upper bound)", {
+                        "linestyle": "--", "color": "black"}  # fmt: skip
+                elif scorer == "likelihood":
+                    style = {"linestyle": ":"}
                 xs = sorted(budgets, key=int)
                 ys = [100 * budgets[b]["accuracy"] for b in xs]
                 errors = [100 * budgets[b]["standard_error"] for b in xs]
-                label = "oracle best-of-N (upper bound)" if oracle else method
-                style = {"linestyle": "--", "color": "black"} if oracle else {}
                 axis.errorbar([int(b) for b in xs], ys, yerr=errors, marker="o", capsize=2,
                               label=label, **style)  # fmt: skip
         axis.set_xscale("log", base=2)
+        ticks = sorted(
+            {int(b) for r in collected["runs"].values() for m in r["methods"].values() for b in m}
+        )
+        axis.set_xticks(ticks, [str(t) for t in ticks])
         axis.set_xlabel("budget N (full-solution equivalents)")
-        axis.set_title(f"{policy} policy, token-RM scorer", fontsize=10)
+        axis.set_title(f"{policy} policy", fontsize=10)
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel("accuracy of the returned solution (%)")
-    axes[1].legend(fontsize=7)
+    for axis in axes:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
     figure.suptitle("SmolLM2-135M-Instruct, demo held-out arithmetic (±1 binomial SE)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
