@@ -67,6 +67,27 @@ def run_one(name: str, args: list[str], work: Path) -> None:
     subprocess.run(command, check=True)
 
 
+def scorer_auc(generations: Path) -> dict[str, float] | None:
+    """ROC-AUC of the scorer on single samples: the budget-1 records of the scored methods
+    (one sampled solution each, with its score and verdict), distinct (problem, response)."""
+    seen: dict[tuple[str, str], tuple[float, bool]] = {}
+    for line in generations.read_text("utf-8").splitlines():
+        record = json.loads(line)
+        score = (record.get("search") or {}).get("score")
+        if record.get("budget") == 1 and score is not None:
+            seen[(record["problem_id"], record["response"])] = (score, bool(record["correct"]))
+    positives = [s for s, ok in seen.values() if ok]
+    negatives = [s for s, ok in seen.values() if not ok]
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return {
+        "auc": wins / (len(positives) * len(negatives)),
+        "samples": len(seen),
+        "correct": len(positives),
+    }
+
+
 def collect(names: dict[str, list[str]], work: Path) -> dict[str, Any]:
     collected: dict[str, Any] = {"task": SPEC, "runs": {}}
     for name, args in names.items():
@@ -94,6 +115,7 @@ def collect(names: dict[str, list[str]], work: Path) -> dict[str, Any]:
             "model_path": document["model_path"],
             "scorer": document["scorer_kind"],
             "wall_time_s": document["wall_time_s"],
+            "scorer_auc_on_single_samples": scorer_auc(results.parent / "generations.jsonl"),
             "methods": table,
         }
     return collected
@@ -104,8 +126,17 @@ def markdown(collected: dict[str, Any]) -> str:
     lines = []
     for name, run in collected["runs"].items():
         budgets = sorted({b for m in run["methods"].values() for b in m}, key=int)
+        auc = run.get("scorer_auc_on_single_samples")
+        note = (
+            ""
+            if not auc
+            else (
+                f"; scorer ROC-AUC on {auc['samples']} single samples ({auc['correct']} correct): "
+                f"{auc['auc']:.2f}"
+            )
+        )
         lines += [
-            f"**{name}** (`{run['command']}`, {run['wall_time_s'] / 60:.0f} min)",
+            f"**{name}** (`{run['command']}`, {run['wall_time_s'] / 60:.0f} min{note})",
             "",
             "| method | " + " | ".join(f"N={b}" for b in budgets) + " |",
             "|---|" + "---|" * len(budgets),
