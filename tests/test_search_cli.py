@@ -67,9 +67,9 @@ def test_every_method_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_a_training_runs_policy_with_its_token_rm_as_the_prm(
     tiny_rm_config: Callable[..., object], tmp_path: Path
 ) -> None:
-    from oreal.train.loop import Trainer
+    from oreal.train import Trainer
 
-    Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3")).train()  # type: ignore[operator]
+    Trainer(args=tiny_rm_config(tmp_path / "run", "train.steps=3")).train()  # type: ignore[operator]
     out = tmp_path / "out"
     code, output = run(
         str(tmp_path / "run"), "-b", "math500", "--method", "particle_filtering,beam_search",

@@ -137,9 +137,9 @@ def test_the_token_rm_of_a_run_scores_steps_with_the_runs_own_q(
 ) -> None:
     from oreal.batch import pad_rollouts
     from oreal.token_rm.weights import sequence_logits
-    from oreal.train.loop import Trainer
+    from oreal.train import Trainer
 
-    trainer = Trainer(tiny_rm_config(tmp_path / "run", "train.steps=3"))  # type: ignore[operator]
+    trainer = Trainer(args=tiny_rm_config(tmp_path / "run", "train.steps=3"))  # type: ignore[operator]
     trainer.train()
     assert scorer_kind(str(tmp_path / "run")) == "token_rm"
     scorer = TokenRMScorer.from_path(tmp_path / "run", autocast=False)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import torch
 
 from oreal.data import Problem
 from oreal.rollout import GenerationOutput, Generator, RolloutBatch, SamplingParams
@@ -51,7 +52,9 @@ class FixedGenerator:
     def sync_weights(self, model: Any) -> None:
         pass
 
-    def generate(self, prompts: Sequence[str], params: Any, n: int = 1) -> RolloutBatch:
+    def generate(
+        self, prompts: Sequence[str], params: Any, n: int = 1, *, keys: Any = None
+    ) -> RolloutBatch:
         self.calls += 1
         outputs = []
         for g, prompt in enumerate(prompts):
@@ -203,3 +206,37 @@ def test_scorer_requirements_are_checked() -> None:
         build_strategy("particle_filtering", FixedGenerator(["x"]), budget=2)
     with pytest.raises(ValueError, match="unknown search method"):
         build_strategy("mcts", FixedGenerator(["x"]), budget=2)
+
+
+@pytest.mark.parametrize("method", ["particle_filtering", "beam_search", "best_of_n"])
+def test_a_search_on_a_keyed_engine_does_not_depend_on_the_rest_of_the_batch(
+    method: str,
+) -> None:
+    """Fast CPU engine, tiny model: a problem searched alone or among others gives the same."""
+    from oreal.data import render_prompt
+    from oreal.models import build_tiny_model, build_tiny_tokenizer
+    from oreal.rollout import FastGenerator
+    from oreal.search.scorers.token_level import LikelihoodScorer
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer)
+    problems = [
+        Problem(id=str(i), question=f"What is {i} + {i}?", answer=str(2 * i)) for i in range(4)
+    ]
+    prompts = [render_prompt(p, tokenizer, "chat") for p in problems]
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=0)
+
+    def texts(batch_prompts: list[str]) -> list[str]:
+        strategy = build_strategy(
+            method,
+            FastGenerator(model, tokenizer, matmul_dtype=torch.float32),
+            LikelihoodScorer(model, tokenizer, autocast=False),
+            budget=4,
+            config=SearchConfig(max_steps=3),
+        )
+        return [o.text for o in strategy.generate(batch_prompts, params, 1).outputs]
+
+    together = texts(prompts)
+    assert texts(prompts[2:3]) == together[2:3]
+    assert texts(prompts[::-1]) == together[::-1]
+    assert len(set(together)) > 1  # the searches did differ from one another

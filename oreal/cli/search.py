@@ -132,6 +132,13 @@ def search_command(
         int, typer.Option(help="Sequences per forward batch of the generator.", min=1)
     ] = 64,
     seed: Annotated[int, typer.Option(help="Seed of sampling and resampling.")] = 0,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Generation engine: auto (the fast CPU engine where it runs, else "
+            "transformers), fast or hf. Only the fast engine keys each search's randomness."
+        ),
+    ] = "auto",
     no_autocast: Annotated[
         bool, typer.Option("--no-autocast", help="fp32 compute instead of bf16 autocast.")
     ] = False,
@@ -141,14 +148,17 @@ def search_command(
 ) -> None:
     """Search at inference time (majority vote, best-of-N, weighted majority, beam search, DVTS,
     particle filtering, particle Gibbs) and report accuracy against budget with its compute."""
-    from rich.console import Console
-
-    from oreal.eval.runner import EvalInputError, resolve_model, run_template
+    from oreal.cli.common import fail, stderr_console
+    from oreal.errors import UserError
+    from oreal.eval.runner import EvalInputError, run_template
+    from oreal.runs import resolve_model
     from oreal.search.runner import SearchSettings, check_search_inputs, run_search
-    from oreal.search.scorers import ScorerSpecError, scorer_kind
+    from oreal.search.scorers import scorer_kind
 
-    console = Console(stderr=True)
+    console = stderr_console()
     try:
+        if backend not in ("auto", "fast", "hf"):
+            raise EvalInputError(f"--backend must be auto, fast or hf, got {backend!r}")
         if mode not in ("strict", "lenient"):
             raise EvalInputError(f"--mode must be 'strict' or 'lenient', got {mode!r}")
         if resampling not in ("multinomial", "systematic"):
@@ -161,12 +171,7 @@ def search_command(
         if not names:
             raise EvalInputError("--benchmarks is empty")
         budgets = _int_list(budget, "--budget")
-        kind = None
-        if scorer is not None:
-            try:
-                kind = scorer_kind(scorer)
-            except ScorerSpecError as error:
-                raise EvalInputError(str(error)) from error
+        kind = None if scorer is None else scorer_kind(scorer)
         model_path, run_dir = resolve_model(model)
         chosen = template or run_template(run_dir) or "chat"
         settings = SearchSettings(
@@ -195,6 +200,7 @@ def search_command(
             generation_batch_size=generation_batch_size,
             seed=seed,
             autocast=not no_autocast,
+            backend=backend,  # type: ignore[arg-type]
         )
         skipped = check_search_inputs(settings)
         out_dir = out if out is not None else _default_out(model)
@@ -209,9 +215,8 @@ def search_command(
         document = run_search(
             settings, out_dir, resume=resume, progress=True, threads=threads, console=console
         )
-    except (EvalInputError, typer.BadParameter) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(code=2) from None
+    except (UserError, typer.BadParameter) as error:
+        fail(error, console)
     _print_summary(console, document, out_dir)
 
 

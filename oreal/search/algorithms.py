@@ -39,6 +39,7 @@ __all__ = [
     "multinomial_resample",
     "resample",
     "resampling_weights",
+    "stable_key",
     "systematic_resample",
     "top_k_indices",
     "weighted_vote",
@@ -171,6 +172,12 @@ def keyed_rng(seed: int, *keys: int | str) -> np.random.Generator:
         else:
             words.append(int(key) & 0xFFFFFFFF)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
+
+
+def stable_key(*parts: int | str) -> int:
+    """A non-negative 62-bit integer naming ``parts`` (SHA-256): a keyed generator's row key."""
+    text = "\x1f".join(str(part) for part in parts)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 2
 
 
 def _normalised(weights: Sequence[float]) -> np.ndarray:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from oreal.eval.report import _atomic_text
+from oreal.atomic import atomic_write_text
 
 __all__ = ["plot_accuracy_vs_budget", "render_search_report", "write_search_outputs"]
 
@@ -24,8 +24,9 @@ PLOT_FILE = "accuracy_vs_budget.png"
 
 def write_search_outputs(out_dir: Path, document: dict[str, Any]) -> None:
     """results.json, report.md and the accuracy-vs-budget plot of a ``run_search`` document."""
-    _atomic_text(out_dir / RESULTS_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    _atomic_text(out_dir / REPORT_FILE, render_search_report(document))
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    atomic_write_text(out_dir / RESULTS_FILE, text)
+    atomic_write_text(out_dir / REPORT_FILE, render_search_report(document))
     plot_accuracy_vs_budget(document, out_dir / PLOT_FILE)
 
 

@@ -13,17 +13,20 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from oreal.atomic import atomic_write_json
 from oreal.eval.runner import (
     GENERATIONS_FILE,
     SETTINGS_FILE,
     EvalInputError,
     GenerationsLog,
-    _atomic_json,
     _check_resume,
+    _load_benchmarks,
+    make_generator,
 )
 
 __all__ = ["SearchSettings", "check_search_inputs", "run_search"]
@@ -59,6 +62,9 @@ class SearchSettings(BaseModel):
     generation_batch_size: int = 64
     seed: int = 0
     autocast: bool = True
+    backend: Literal["auto", "fast", "hf"] = "auto"
+    question_field: str = "question"
+    answer_field: str = "answer"
 
     def search_config(self) -> Any:
         from oreal.search.strategies import SearchConfig
@@ -142,7 +148,6 @@ def run_search(
 ) -> dict[str, Any]:
     """Run every (benchmark, method, budget) and write the output files; returns results.json."""
     from oreal.data import TemplateError, get_template, render_prompt
-    from oreal.eval.runner import _load_benchmarks
 
     skipped = check_search_inputs(settings)
     try:
@@ -154,7 +159,7 @@ def run_search(
 
     from oreal.eval.evaluate import evaluate_problems
     from oreal.models import load_policy
-    from oreal.rollout import HFGenerator, SamplingParams
+    from oreal.rollout import SamplingParams
     from oreal.search.report import write_search_outputs
     from oreal.search.strategies import POOLED_METHODS, SamplePool, build_strategy
     from oreal.verify import Verifier
@@ -171,12 +176,13 @@ def run_search(
         render_prompt(next(iter(benchmarks.values()))[0], tokenizer, settings.template)
     except TemplateError as error:
         raise EvalInputError(str(error)) from error
-    generator = HFGenerator(
-        model,
-        tokenizer,
-        max_batch_size=settings.generation_batch_size,
+    # oreal eval's --backend choice (fast CPU engine where it runs), with the generator's batch.
+    engine = SimpleNamespace(
+        backend=settings.backend,
+        batch_size=settings.generation_batch_size,
         autocast=settings.autocast,
     )
+    generator = make_generator(model, tokenizer, engine)
     sampling = SamplingParams(
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
@@ -194,7 +200,7 @@ def run_search(
     with Verifier(mode=settings.mode) as verifier:
         scorer = _load_scorer(settings, verifier, model, tokenizer)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_json(out_dir / SETTINGS_FILE, settings.model_dump(mode="json"))
+        atomic_write_json(out_dir / SETTINGS_FILE, settings.model_dump(mode="json"))
         log = GenerationsLog(out_dir / GENERATIONS_FILE)
         previous = log.read() if resume else []
         log.rewrite(previous)

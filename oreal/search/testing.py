@@ -30,9 +30,9 @@ Choice = tuple[str, float, bool]
 class ScriptedGenerator:
     """A Generator drawing each next step from ``next_step(steps so far)`` (module docstring).
 
-    Each row of a call draws from its own generator keyed by (``params.seed``, row, sample), so
-    the rows of one call are independent draws. ``calls`` records the response prefixes of every
-    call, for tests that check what a strategy chose to extend.
+    Each row draws from its own generator keyed by (``params.seed``, the row's key, sample), as
+    the fast CPU engine does (the row's index when no keys are given). ``calls`` records the
+    response prefixes of every call, for tests that check what a strategy chose to extend.
     """
 
     def __init__(
@@ -61,7 +61,14 @@ class ScriptedGenerator:
         index = int(rng.choice(len(choices), p=p / p.sum()))
         return choices[index][0], choices[index][2]
 
-    def generate(self, prompts: Sequence[str], params: Any, num_return_sequences: int = 1) -> Any:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: Any,
+        num_return_sequences: int = 1,
+        *,
+        keys: Sequence[int] | None = None,
+    ) -> Any:
         from oreal.rollout import GenerationOutput, RolloutBatch
 
         stepwise = self.separator in params.stop
@@ -71,7 +78,8 @@ class ScriptedGenerator:
             steps = tuple(response.split(self.separator)[:-1]) if response else ()
             prefixes.append(steps)
             for i in range(num_return_sequences):
-                rng = np.random.default_rng([params.seed or 0, g, i])
+                key = g if keys is None else int(keys[g])  # keyed like the fast engine
+                rng = np.random.default_rng([params.seed or 0, key, i])
                 drawn: list[str] = []
                 while True:
                     text, ends = self._draw((*steps, *drawn), rng)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from oreal.errors import UserError
 from oreal.search.scorers.base import ScoreRequest, ScorerInputError, StepScorer, solution_scores
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 SCORER_KEYWORDS = ("verifier", "likelihood")
 
 
-class ScorerSpecError(ValueError):
+class ScorerSpecError(UserError):
     """``--scorer`` names nothing that can be loaded as a scorer."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from oreal.errors import UserError
 from oreal.search.algorithms import Aggregation, aggregate_scores
 from oreal.search.steps import STEP_SEPARATOR, join_steps
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["ScoreRequest", "ScorerInputError", "StepScorer", "solution_scores"]
 
 
-class ScorerInputError(ValueError):
+class ScorerInputError(UserError):
     """A scorer cannot judge this request (no question or gold known for its prompt, ...)."""
 
 

@@ -19,9 +19,15 @@ read back with :meth:`SearchStrategy.pop_stats`.
 Step-level methods share one engine: :meth:`propagate` extends every live partial solution of
 every search in the batch by one step in *one* ``generate`` call (stop at the step separator; the
 token budget ``params.max_new_tokens`` is per solution), and :meth:`score_trajectories` scores
-them in one scorer call. Token sampling inside a call is seeded per call from ``params.seed``
-(``evaluate_problems`` keys it by chunk) and the step; resampling and selection draws are keyed
-by (config seed, prompt, sample, sweep, step).
+them in one scorer call.
+
+Randomness is keyed by what it is for, never by batch order. Each search is named by its
+prompt, its sample index and the caller's key for the prompt (if any); every row a strategy
+asks its generator for gets the key (search, call, row within the search), e.g. (problem,
+sweep 0, step 3, particle 5), and the call's seed comes from the config seed and the call. On a
+keyed backend (the fast CPU engine) a search is therefore the same whatever else is in the
+batch; ``HFGenerator`` ignores keys and samples in batch order. Resampling and selection draws
+are keyed the same way. ``params.seed`` only says whether to seed at all (None: unseeded).
 """
 
 from __future__ import annotations
@@ -35,7 +41,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from oreal.search.algorithms import AGGREGATIONS, RESAMPLING, Aggregation, Resampling, keyed_rng
+from oreal.search.algorithms import (
+    AGGREGATIONS,
+    RESAMPLING,
+    Aggregation,
+    Resampling,
+    keyed_rng,
+    stable_key,
+)
 from oreal.search.scorers.base import ScoreRequest, StepScorer, solution_scores
 from oreal.search.steps import STEP_SEPARATOR, has_final_answer, join_steps
 
@@ -143,15 +156,29 @@ class Trajectory:
 
 @dataclass
 class SearchUnit:
-    """One search: a prompt, which of its samples this is, its problem (if known), its costs."""
+    """One search: a prompt, which of its samples this is, its problem (if known), its costs.
+
+    ``key`` is the caller's key for the prompt (``Generator.generate(..., keys=)``), if any.
+    """
 
     prompt: str
     sample: int
     problem: Problem | None
     stats: SearchStats = field(default_factory=SearchStats)
+    key: int | None = None
+
+    @property
+    def name(self) -> str:
+        """What names this search in every key drawn for it."""
+        caller = "" if self.key is None else str(self.key)
+        return f"{caller}|{self.sample}|{self.prompt}"
 
     def rng(self, seed: int, *keys: int | str) -> np.random.Generator:
-        return keyed_rng(seed, self.prompt, self.sample, *keys)
+        return keyed_rng(seed, self.name, *keys)
+
+    def row_key(self, *parts: int | str) -> int:
+        """The generator key of one row this search asks for."""
+        return stable_key(self.name, *parts)
 
 
 @dataclass
@@ -217,19 +244,34 @@ class SearchStrategy(ABC):
         self.generator.sync_weights(model)
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, num_return_sequences: int = 1
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        num_return_sequences: int = 1,
+        *,
+        keys: Sequence[int] | None = None,
     ) -> RolloutBatch:
-        """Search once per (prompt, sample); return the chosen solutions in prompt-major order."""
+        """Search once per (prompt, sample); return the chosen solutions in prompt-major order.
+
+        ``keys`` (optional, one per prompt) join the prompt and the sample in naming a search.
+        """
         from oreal.rollout import GenerationOutput, RolloutBatch
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings, not a single string")
         if num_return_sequences < 1:
             raise ValueError("num_return_sequences must be >= 1")
+        if keys is not None and len(keys) != len(prompts):
+            raise ValueError("keys must be one integer per prompt")
         k = num_return_sequences
         units = [
-            SearchUnit(prompt=p, sample=i, problem=self._problems.get(p))
-            for p in prompts
+            SearchUnit(
+                prompt=p,
+                sample=i,
+                problem=self._problems.get(p),
+                key=None if keys is None else int(keys[g]),
+            )
+            for g, p in enumerate(prompts)
             for i in range(k)
         ]
         start = time.perf_counter()
@@ -283,10 +325,11 @@ class SearchStrategy(ABC):
 
     # -- the step engine ---------------------------------------------------------------------
     def call_seed(self, params: SamplingParams, *keys: int | str) -> int | None:
-        """The seed of one generate call: ``params.seed`` (None stays unseeded) and ``keys``."""
+        """The seed of one generate call, from the config seed and ``keys`` (what the call is
+        for); ``None`` when ``params.seed`` is ``None`` (unseeded sampling)."""
         if params.seed is None:
             return None
-        return int(keyed_rng(params.seed, self.method, *keys).integers(0, 2**31 - 1))
+        return int(keyed_rng(self.config.seed, self.method, *keys).integers(0, 2**31 - 1))
 
     def propagate(
         self, pairs: list[tuple[SearchUnit, Trajectory]], params: SamplingParams, *, key: str
@@ -312,7 +355,12 @@ class SearchStrategy(ABC):
             stop=(sep,),
             seed=self.call_seed(params, key),
         )
-        batch = self.generator.generate(prompts, step_params, 1)
+        rows: dict[int, int] = {}  # a search's rows are numbered in its own order
+        row_keys = []
+        for unit, _ in pairs:
+            rows[id(unit)] = rows.get(id(unit), -1) + 1
+            row_keys.append(unit.row_key(self.method, key, rows[id(unit)]))
+        batch = self.generator.generate(prompts, step_params, 1, keys=row_keys)
         for (unit, trajectory), out, left in zip(pairs, batch.outputs, remaining, strict=True):
             unit.stats.generated_tokens += len(out.response_ids)
             unit.stats.generated_sequences += 1

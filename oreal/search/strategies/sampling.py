@@ -10,7 +10,9 @@ Answer groups are formed as ``oreal eval``'s maj@k forms them (:mod:`oreal.searc
 
 A :class:`SamplePool` lets every sampling method and budget of one run share the same samples:
 it draws ``size`` (the largest budget) solutions per (prompt, sample) once, and a method at budget
-N uses the first N, as drawing N alone would (the first N of i.i.d. draws are N i.i.d. draws).
+N uses the first N, as drawing N alone would (the first N of i.i.d. draws are N i.i.d. draws; on
+a keyed backend they are exactly the samples a pool of N would hold, since sample i of a search
+is keyed by (seed, search, i)).
 Each search is charged only what its N samples cost: their tokens, their scorer calls, and their
 share of the pooled calls' wall time. Without a shared pool each strategy makes its own, of size
 N, and empties it after every call (so a trainer's ``sync_weights`` never meets stale samples).
@@ -76,9 +78,9 @@ class SamplePool:
             }.values()
         )
         if missing:
-            seed = None
+            seed = None  # keyed by the config seed and each search, not by the chunk
             if params.seed is not None:
-                seed = int(keyed_rng(params.seed, "pool").integers(0, 2**31 - 1))
+                seed = int(keyed_rng(strategy.config.seed, "pool").integers(0, 2**31 - 1))
             full = SamplingParams(
                 max_new_tokens=params.max_new_tokens,
                 temperature=params.temperature,
@@ -87,7 +89,12 @@ class SamplePool:
                 seed=seed,
             )
             start = time.perf_counter()
-            batch = strategy.generator.generate([u.prompt for u in missing], full, self.size)
+            batch = strategy.generator.generate(
+                [u.prompt for u in missing],
+                full,
+                self.size,
+                keys=[u.row_key("pool") for u in missing],
+            )
             elapsed = time.perf_counter() - start
             strategy._pooled_seconds += elapsed
             share = elapsed / len(batch.outputs)
