@@ -1,14 +1,16 @@
 """What batching buys a step-level search: all problems' particles in one call, or one at a time.
 
 Particle filtering (budget N) on the embedded model, the demo's held-out arithmetic, token budget
-64. ``batched``: ``--problems`` problems searched together, so every step of every live particle
-of all of them is one ``generate`` call and one scorer call. ``one_by_one``: the same problems,
-one problem per call (``batch_size=1``). Sampling is seeded, so both do the same kind of work;
+64, on one generation engine (``--backend fast``: the keyed CPU engine; ``hf``: transformers).
+``batched``: ``--problems`` problems searched together, so every step of every live particle of
+all of them is one ``generate`` call and one scorer call. ``one_by_one``: the same problems, one
+problem per call (``batch_size=1``). On the keyed engine both produce the same searches; on
+``hf`` sampling is seeded, so both do the same kind of work;
 the two are interleaved ``--repeats`` times and the medians and their ratio are reported, with
 how the time splits between generation and scoring::
 
-    OMP_NUM_THREADS=1 python benchmarks/search_speed.py --scorer likelihood \\
-        --out benchmarks/results/search_speed.json
+    OMP_NUM_THREADS=1 python benchmarks/search_speed.py --scorer likelihood --backend fast \\
+        --out benchmarks/results/search_speed_fast.json
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from oreal.data import load_problems
     from oreal.eval import evaluate_problems
     from oreal.models import load_policy
-    from oreal.rollout import HFGenerator, SamplingParams
+    from oreal.rollout import FastGenerator, HFGenerator, SamplingParams
     from oreal.search import SearchConfig, build_strategy, load_scorer
     from oreal.verify import Verifier
 
@@ -74,7 +76,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         scorer = load_scorer(args.scorer, verifier=verifier, policy=model, tokenizer=tokenizer)
         for _ in range(args.repeats):
             for name, batch_size in (("batched", args.problems), ("one_by_one", 1)):
-                generator = TimedGenerator(HFGenerator(model, tokenizer))
+                engine = (
+                    FastGenerator(model, tokenizer)
+                    if args.backend == "fast"
+                    else HFGenerator(model, tokenizer)
+                )
+                generator = TimedGenerator(engine)
                 timed_scorer = TimedScorer(scorer)
                 strategy = build_strategy(
                     "particle_filtering",
@@ -112,6 +119,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "method": "particle_filtering",
         "budget": args.budget,
         "scorer": args.scorer,
+        "backend": args.backend,
         "threads": args.threads,
         "repeats": args.repeats,
         "runs": runs,
@@ -128,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", default="likelihood")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_speed.json"))
+    parser.add_argument("--backend", choices=("fast", "hf"), default="fast")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/search_speed_fast.json")
+    )
     args = parser.parse_args(argv)
     document = measure(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
