@@ -13,6 +13,7 @@ import typer
 from oreal.cli import data as data_commands
 from oreal.cli import eval as eval_commands
 from oreal.cli import inspect as inspect_commands
+from oreal.cli import search as search_commands
 from oreal.cli import train as train_commands
 from oreal.cli import verify as verify_commands
 
@@ -47,6 +48,7 @@ app.command("train")(train_commands.train_command)
 app.command("eval")(eval_commands.eval_command)
 app.command("verify")(verify_commands.verify_command)
 app.command("inspect")(inspect_commands.inspect_command)
+app.command("search")(search_commands.search_command)
 app.add_typer(data_commands.app, name="data")
 
 
