@@ -23,6 +23,8 @@ __all__ = [
     "Generator",
     "RolloutBatch",
     "SamplingParams",
+    "encode_request",
+    "resolve_seed",
 ]
 
 FinishReason = Literal["eos", "stop", "length"]
@@ -142,3 +144,34 @@ class Generator(Protocol):
         """Make the backend sample from these weights: a module or a full (unsharded) state
         dict (no-op when the backend shares the trainer's module)."""
         ...
+
+
+def encode_request(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    num_return_sequences: int,
+    keys: Sequence[int] | None,
+) -> tuple[list[list[int]], list[int]]:
+    """Validate a :meth:`Generator.generate` call and tokenize its prompts: the prompts' ids
+    (no special tokens: the template already holds them) and one key per prompt (default
+    ``0..n-1``). Every backend checks its inputs the same way through this."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not a single string")
+    if num_return_sequences < 1:
+        raise ValueError("num_return_sequences must be >= 1")
+    keys = list(range(len(prompts))) if keys is None else [int(k) for k in keys]
+    if len(keys) != len(prompts) or min(keys, default=0) < 0:
+        raise ValueError("keys must be one non-negative integer per prompt")
+    encoded = [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {i} tokenizes to nothing")
+    return encoded, keys
+
+
+def resolve_seed(params: SamplingParams) -> int:
+    """``params.seed``, or a seed drawn from torch's global RNG when it is ``None`` (so that
+    ``torch.manual_seed`` still makes an unseeded call reproducible)."""
+    if params.seed is not None:
+        return params.seed
+    return int(torch.randint(0, 2**62, (1,)).item())

@@ -27,7 +27,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from oreal.rollout.base import GenerationOutput, RolloutBatch, SamplingParams
+from oreal.rollout.base import (
+    GenerationOutput,
+    RolloutBatch,
+    SamplingParams,
+    encode_request,
+    resolve_seed,
+)
 from oreal.rollout.finish import finish_response
 from oreal.rollout.hf import HFGenerator, eos_token_ids_of
 from oreal.rollout.llama_decoder import KVCache, LlamaDecoder, unsupported_reason
@@ -80,21 +86,9 @@ class FastGenerator:
     ) -> RolloutBatch:
         """Sample ``num_return_sequences`` responses per prompt, keyed by ``keys`` (default
         ``0..n-1``) and ``params.seed`` (drawn from torch's global RNG when ``None``)."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single string")
-        if num_return_sequences < 1:
-            raise ValueError("num_return_sequences must be >= 1")
-        keys = list(range(len(prompts))) if keys is None else [int(k) for k in keys]
-        if len(keys) != len(prompts) or min(keys, default=0) < 0:
-            raise ValueError("keys must be one non-negative integer per prompt")
+        encoded, keys = encode_request(self.tokenizer, prompts, num_return_sequences, keys)
         k = num_return_sequences
-        encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        for i, ids in enumerate(encoded):
-            if not ids:
-                raise ValueError(f"prompt {i} tokenizes to nothing")
-        seed = params.seed
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = resolve_seed(params)
         jobs = [(g, i) for g in range(len(prompts)) for i in range(k)]
         # Longest prompts first (stable, so a prompt's samples stay together): batches of
         # similar length carry little padding and share prefills.

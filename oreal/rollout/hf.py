@@ -16,7 +16,13 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from oreal.models.device import autocast_context
-from oreal.rollout.base import FinishReason, GenerationOutput, RolloutBatch, SamplingParams
+from oreal.rollout.base import (
+    FinishReason,
+    GenerationOutput,
+    RolloutBatch,
+    SamplingParams,
+    encode_request,
+)
 from oreal.rollout.finish import finish_response
 
 __all__ = ["HFGenerator", "eos_token_ids_of", "generation_mode"]
@@ -116,15 +122,8 @@ class HFGenerator:
         ``keys`` are accepted for the protocol and ignored: this backend draws from one seeded
         stream in batch order, so its samples depend on the batch layout (not layout-invariant).
         """
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single string")
-        if num_return_sequences < 1:
-            raise ValueError("num_return_sequences must be >= 1")
+        encoded, _ = encode_request(self.tokenizer, prompts, num_return_sequences, keys)
         k = num_return_sequences
-        encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        for i, ids in enumerate(encoded):
-            if not ids:
-                raise ValueError(f"prompt {i} tokenizes to nothing")
         jobs = [(g, i) for g in range(len(prompts)) for i in range(k)]
         # Longest first: batches of similar length waste little compute on padding.
         order = sorted(range(len(jobs)), key=lambda j: -len(encoded[jobs[j][0]]))

@@ -35,7 +35,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from oreal.rollout.base import GenerationOutput, RolloutBatch, SamplingParams
+from oreal.rollout.base import (
+    GenerationOutput,
+    RolloutBatch,
+    SamplingParams,
+    encode_request,
+    resolve_seed,
+)
 from oreal.rollout.finish import finish_response
 from oreal.rollout.llama_decoder import strip_wrapper_prefixes
 
@@ -157,21 +163,9 @@ class VLLMGenerator:
         keys: Sequence[int] | None = None,
     ) -> RolloutBatch:
         """Sample ``num_return_sequences`` responses per prompt (one request per prompt)."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single string")
-        if num_return_sequences < 1:
-            raise ValueError("num_return_sequences must be >= 1")
-        keys = list(range(len(prompts))) if keys is None else [int(k) for k in keys]
-        if len(keys) != len(prompts) or min(keys, default=0) < 0:
-            raise ValueError("keys must be one non-negative integer per prompt")
+        encoded, keys = encode_request(self.tokenizer, prompts, num_return_sequences, keys)
         k = num_return_sequences
-        encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        for i, ids in enumerate(encoded):
-            if not ids:
-                raise ValueError(f"prompt {i} tokenizes to nothing")
-        seed = params.seed
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = resolve_seed(params)
         requests = [{"prompt_token_ids": list(ids)} for ids in encoded]
         sampling = [self._sampling_params(params, k, request_seed(seed, key)) for key in keys]
 
