@@ -208,6 +208,9 @@ class Runtime:
         set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)
 
     def close(self) -> None:
+        """Destroy the process group, as torch asks before a program exits; call it once a run
+        has finished on every rank (not after an error: other ranks may be inside a collective).
+        """
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 

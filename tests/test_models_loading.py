@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 import oreal.models.loading as loading
 from oreal.models import (
@@ -122,6 +124,36 @@ def test_gguf_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
     assert len(calls) == 3
 
 
+def rope_theta(config: object) -> float:
+    """transformers 4.x keeps ``rope_theta`` on the config, 5.x inside ``rope_parameters``."""
+    theta = getattr(config, "rope_theta", None)
+    return float(theta if theta is not None else config.rope_parameters["rope_theta"])
+
+
+def test_gguf_cache_from_another_transformers_major_is_rebuilt(tmp_path, monkeypatch):
+    """A config.json written by transformers 5 reads wrong under 4 (and may the other way)."""
+    source = tmp_path / "fake.gguf"
+    source.write_bytes(b"GGUF fake")
+    calls: list[Path] = []
+
+    def fake_dequantize(path: Path):
+        calls.append(path)
+        tok = build_tiny_tokenizer()
+        return build_tiny_model(tok, seed=9), tok
+
+    monkeypatch.setattr(loading, "_dequantize_gguf", fake_dequantize)
+    loading.load_gguf(source, cache_dir=tmp_path, cache_name="fake")
+    marker = tmp_path / "models" / "fake" / "oreal_cache.json"
+    meta = json.loads(marker.read_text())
+    assert meta["transformers_major"] == int(transformers.__version__.split(".")[0])
+    meta["transformers_major"] += 1
+    marker.write_text(json.dumps(meta))
+    loading.load_gguf(source, cache_dir=tmp_path, cache_name="fake")
+    assert len(calls) == 2
+    loading.load_gguf(source, cache_dir=tmp_path, cache_name="fake")
+    assert len(calls) == 2
+
+
 def test_device_helpers():
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device().type in {"cpu", "cuda"}
@@ -143,6 +175,8 @@ def test_embedded_smollm2_loads_and_answers():
 
     model, tok = load_policy("smollm2-135m-instruct", device="cpu")
     assert model.config.vocab_size == 49152 and model.dtype == torch.float32
+    # SmolLM2's rope base; transformers 4.x reading a config written by 5.x silently got 10000
+    assert rope_theta(model.config) == 100000.0
     assert loading._cache_valid(
         default_cache_dir() / "models" / loading.EMBEDDED_MODEL_NAME, loading.embedded_gguf_path()
     )

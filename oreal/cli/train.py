@@ -81,6 +81,9 @@ def train_command(
 
             trainer = Trainer(args=config, resume_from=resume, console=console)
             trainer.train()
+            # Under torchrun: torch asks programs to destroy the process group before exiting
+            # (docs/training.md, data parallelism: a finished rank can abort at exit).
+            trainer.runtime.close()
     except UserError as error:
         fail(error, console)
     except KeyboardInterrupt:

@@ -46,7 +46,8 @@ class EvalInputError(UserError):
 class EvalSettings(BaseModel):
     """Everything that determines the generations; a resume must match it exactly."""
 
-    model_config = ConfigDict(extra="forbid")
+    # pydantic < 2.10 reserves every model_* field name and warns about model/model_path on import
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str
     model_path: str

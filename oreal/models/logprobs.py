@@ -59,6 +59,8 @@ def compact_response_mask(response_mask: torch.Tensor) -> torch.Tensor:
 
 def _decoder_and_head(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:
     """Split a causal LM into the hidden-state producing decoder and the output projection."""
+    if hasattr(model, "get_base_model"):  # a peft wrapper: under transformers 4.x its
+        model = model.get_base_model()  # get_decoder() is None (the LoRA layers stay in place)
     head = model.get_output_embeddings()
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
     if decoder is None or decoder is model:

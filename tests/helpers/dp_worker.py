@@ -81,3 +81,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if torch.distributed.is_initialized():  # as torch asks; see docs/training.md
+        torch.distributed.destroy_process_group()
