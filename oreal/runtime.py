@@ -19,16 +19,18 @@ The trainer calls the same methods either way, so there is one code path:
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Runtime", "full_value", "through_root"]
+__all__ = ["Runtime", "exit_finished_rank", "full_value", "through_root"]
 
 
 @dataclass
@@ -237,3 +239,20 @@ def through_root(model: nn.Module, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return model(*args, **kwargs)
     finally:
         del model.forward
+
+
+def exit_finished_rank(code: int = 0) -> NoReturn:
+    """End a rank whose run has finished and whose process group is destroyed, skipping
+    Python's interpreter finalization.
+
+    gloo's C++ threads can still hold tensors whose Python references are released during
+    finalization, and taking the GIL there aborts the process (SIGABRT, "terminate called
+    without an active exception"; diagnosed in pytorch/pytorch PR #179291). torchrun then
+    reports a failed run that had finished: 5 of 83 two-rank runs here without
+    ``destroy_process_group``, 1 of 66 with it. Everything a run writes is closed by then
+    (atomic files, logs), so flushing the streams and ``os._exit`` loses nothing.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

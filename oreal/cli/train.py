@@ -81,9 +81,13 @@ def train_command(
 
             trainer = Trainer(args=config, resume_from=resume, console=console)
             trainer.train()
-            # Under torchrun: torch asks programs to destroy the process group before exiting
-            # (docs/training.md, data parallelism: a finished rank can abort at exit).
+            # Under torchrun: torch asks programs to destroy the process group before exiting,
+            # and a finished rank must not abort in interpreter finalization (runtime.py).
             trainer.runtime.close()
+            if trainer.runtime.distributed:
+                from oreal.runtime import exit_finished_rank
+
+                exit_finished_rank(0)
     except UserError as error:
         fail(error, console)
     except KeyboardInterrupt:

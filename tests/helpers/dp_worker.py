@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.scripted import ScriptedGenerator
 from oreal.config_io import load_config
 from oreal.models import load_tokenizer
+from oreal.runtime import exit_finished_rank
 from oreal.train import OrealConfig, Trainer
 
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
@@ -83,3 +84,4 @@ if __name__ == "__main__":
     main()
     if torch.distributed.is_initialized():  # as torch asks; see docs/training.md
         torch.distributed.destroy_process_group()
+        exit_finished_rank(0)  # no abort in interpreter finalization (oreal/runtime.py)
