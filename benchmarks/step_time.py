@@ -2,13 +2,16 @@
 
 Phases, as the trainer runs them: generation (K rollouts for each prompt), scoring (the frozen
 reference's log-probs, and the rollout policy's when PPO needs them), and the policy update
-(forward with grad through the chunked log-probs, backward, AdamW step). The update trains on
-every rollout with random advantages, so the number does not depend on how many groups a
-method keeps. Verification is timed by benchmarks/verify_throughput.py.
+(forward with grad through the chunked log-probs, backward, AdamW step from
+``oreal.optim.make_optimizer``). The update trains on every rollout with random advantages, so
+the number does not depend on how many groups a method keeps. Verification is timed by
+benchmarks/verify_throughput.py. Run it with another checkout's code first on ``PYTHONPATH``
+to time that code with this script (before/after comparisons).
 
     python benchmarks/step_time.py                      # embedded SmolLM2-135M, bf16 autocast
     python benchmarks/step_time.py --no-bf16            # fp32 compute, for comparison
     python benchmarks/step_time.py --model PATH --prompts 8 --k 8 --max-new-tokens 64
+    PYTHONPATH=/path/to/old/checkout python benchmarks/step_time.py --out /tmp/before.json
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,28 +38,39 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="steps timed (after a warm-up)")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 compute instead of bf16")
+    parser.add_argument("--backend", choices=("hf", "fast"), default="hf", help="rollout engine")
+    parser.add_argument("--kl-coef", type=float, default=0.01, help="0: no reference model")
     parser.add_argument("--out", default="benchmarks/results/step_time.json")
     args = parser.parse_args()
 
+    import oreal
     from oreal.algorithms import algorithm_params
     from oreal.batch import pad_rollouts
     from oreal.data import load_problems, render_prompt
     from oreal.models import load_policy
-    from oreal.rollout import HFGenerator, SamplingParams
-    from oreal.train.update import UpdateBatch, policy_update, score_logprobs
+    from oreal.models.logprobs import batch_logprobs
+    from oreal.optim import make_optimizer
+    from oreal.rollout import FastGenerator, HFGenerator, SamplingParams
+    from oreal.runtime import Runtime
+    from oreal.train.config import OptimConfig
+    from oreal.train.update import policy_update
 
     autocast = not args.no_bf16
     started = time.perf_counter()
     policy, tokenizer = load_policy(args.model)
     load_seconds = time.perf_counter() - started
-    reference, _ = load_policy(args.model)
-    generator = HFGenerator(policy, tokenizer, max_batch_size=args.prompts * args.k)
+    reference = load_policy(args.model)[0] if args.kl_coef > 0 else None
+    engine = HFGenerator if args.backend == "hf" else FastGenerator
+    generator = engine(policy, tokenizer, max_batch_size=args.prompts * args.k)
     generator.autocast = autocast
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
-    params = algorithm_params("rloo", kl_coef=0.01)  # REINFORCE loss, token mean, k3 KL
+    runtime = Runtime.from_env("cpu")
+    optimizer, _ = make_optimizer(policy.parameters(), OptimConfig(lr=1e-6), args.repeats + 1)
+    # REINFORCE loss, token mean, k3 KL (none with --kl-coef 0)
+    params = algorithm_params("rloo", kl_coef=args.kl_coef)
     problems = load_problems(f"synthetic:arithmetic?n={args.prompts * (args.repeats + 1)}&seed=0")
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
 
+    loadavg_before = os.getloadavg()
     steps = []
     for repeat in range(args.repeats + 1):
         chunk = problems[repeat * args.prompts : (repeat + 1) * args.prompts]
@@ -67,25 +82,27 @@ def main() -> None:
         tensors = pad_rollouts(pairs, generator.pad_token_id)
 
         tick = time.perf_counter()
-        ref = score_logprobs(
-            reference, tensors, micro_batch_size=args.micro_batch_size, autocast=autocast
-        )
+        if reference is not None:
+            tensors.ref_logprobs = batch_logprobs(
+                reference,
+                tensors,
+                micro_batch_size=args.micro_batch_size,
+                autocast=autocast,
+                runtime=runtime,
+            )
         score_s = time.perf_counter() - tick
 
         advantages = torch.randn(len(rollouts), generator=torch.Generator().manual_seed(repeat))
-        batch = UpdateBatch(
-            tensors=tensors,
-            advantages=advantages,
-            positive=advantages > 0,
-            pass_rate=torch.full_like(advantages, 0.5),
-            ref_logprobs=ref,
-        )
+        tensors.advantages = advantages
+        tensors.positive = advantages > 0
+        tensors.pass_rate = torch.full_like(advantages, 0.5)
         tick = time.perf_counter()
         policy_update(
             policy,
             optimizer,
             params,
-            batch,
+            tensors,
+            runtime=runtime,
             micro_batch_size=args.micro_batch_size,
             autocast=autocast,
             max_new_tokens=args.max_new_tokens,
@@ -101,14 +118,18 @@ def main() -> None:
                 "response_tokens": response_tokens,
                 "padded_sequence_length": int(tensors.input_ids.shape[1]),
                 "generate_tokens_per_s": response_tokens / generate_s,
-                "reference_tokens_per_s": response_tokens / score_s,
+                "reference_tokens_per_s": response_tokens / score_s if score_s > 1e-3 else None,
                 "train_tokens_per_s": response_tokens / train_s,
             }
         )
         print(json.dumps({"repeat": repeat, **steps[-1]}))
 
     timed = steps[1:]  # the first step pays one-off costs (allocator, kernel selection)
-    mean = {key: sum(step[key] for step in timed) / len(timed) for key in timed[0]}
+    median = {
+        key: statistics.median(step[key] for step in timed)
+        for key in timed[0]
+        if timed[0][key] is not None
+    }
     result = {
         "benchmark": "step_time",
         "command": "python benchmarks/step_time.py " + " ".join(sys.argv[1:]),
@@ -118,21 +139,27 @@ def main() -> None:
         "k": args.k,
         "max_new_tokens": args.max_new_tokens,
         "micro_batch_size": args.micro_batch_size,
+        "rollout_backend": args.backend,
+        "kl_coef": args.kl_coef,
+        "optimizer": {"fused": bool(optimizer.defaults.get("fused"))},
+        "oreal_code": str(Path(oreal.__file__).parent),
         "model_load_s": load_seconds,
-        "mean_of_timed_steps": mean,
+        "median_of_timed_steps": median,
         "steps": steps,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "loadavg_before_after": [loadavg_before, os.getloadavg()],
+        "note": "shared 2-core machine: other jobs may have run at the same time (loadavg)",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
-    print(json.dumps(mean, indent=2))
+    print(json.dumps(median, indent=2))
     print(f"wrote {out}")
 
 

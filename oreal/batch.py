@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from oreal.data import Problem
     from oreal.verify import Verdict
 
-__all__ = ["Rollout", "StepBatch", "TrainBatch", "pad_rollouts"]
+__all__ = [
+    "AttentionBlock",
+    "Rollout",
+    "SharedPrefixLayout",
+    "StepBatch",
+    "TrainBatch",
+    "pad_rollouts",
+    "shared_prefix_layout",
+]
 
 FinishReason = Literal["eos", "stop", "length"]
 TOKEN_FIELDS = ("old_logprobs", "ref_logprobs", "token_weights", "sampled_logprobs")
@@ -252,3 +260,210 @@ def pad_rollouts(
         pass_rate=torch.zeros(batch),
     )
     return out.to(device) if device is not None else out
+
+
+@dataclass(frozen=True)
+class AttentionBlock:
+    """Segments of a :class:`SharedPrefixLayout` stream that attend as one padded batch.
+
+    ``index [n, L]``: the stream positions of each segment (0 where ``valid`` is False);
+    ``slots``: where the valid entries sit in the flattened ``[n * L]`` grid, in stream order
+    (to read results back). Suffix blocks also carry ``row_prefix [n]`` (which prefix each
+    segment continues) and ``mask [n, 1, L, P + L]`` (which keys, its prefix's P columns then its
+    own L, each of its tokens may attend to).
+    """
+
+    index: Tensor
+    valid: Tensor
+    slots: Tensor
+    row_prefix: Tensor | None = None
+    mask: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class SharedPrefixLayout:
+    """Right-padded rows re-laid as one unpadded token stream in which rows that start with
+    the same prefix (the K rollouts of one prompt) hold that prefix only once.
+
+    Each row is split at its first response token into a *prefix* (the prompt) and a *suffix*
+    (the rest, up to its last real token). The stream ``input_ids [1, N]`` is every distinct
+    prefix, then every row's suffix (rows in order of suffix length), with no padding;
+    ``position_ids`` restart at 0 for each prefix and continue the row's prefix in its suffix,
+    so each token sits at the position it had in its row. Attention
+    (:func:`oreal.models.logprobs.shared_prefix_attention`) lets a prefix token see the earlier
+    tokens of its prefix, and a suffix token its row's prefix and the earlier tokens of its own
+    suffix: every token sees exactly what it saw in its row.
+
+    For G distinct prefixes of lengths P_g and rows with suffixes S_b the stream has
+    ``sum P_g + sum S_b`` tokens instead of ``B x max(P_b + S_b)``: with K rollouts per prompt
+    the prompt is computed once instead of K times, and no padding enters a matmul. Attention
+    still runs on padded blocks: ``prefixes`` (one causal block) and ``suffixes`` (rows
+    bucketed by suffix length, so that short rows are not padded to the longest).
+
+    ``score_positions [M]`` / ``score_targets [M]``: for each response token, in the compact
+    row-major order of :func:`oreal.models.token_logprobs`, the stream position whose hidden
+    state predicts it and its token id; ``compact_valid [B, R]`` places them in the rows.
+    """
+
+    input_ids: Tensor
+    position_ids: Tensor
+    prefixes: AttentionBlock
+    suffixes: tuple[AttentionBlock, ...]
+    score_positions: Tensor
+    score_targets: Tensor
+    compact_valid: Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return self.input_ids.shape[1]
+
+
+#: Most suffix buckets per layout (each is one attention call per layer).
+MAX_SUFFIX_BUCKETS = 4
+
+
+def shared_prefix_layout(
+    input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor
+) -> SharedPrefixLayout | None:
+    """The :class:`SharedPrefixLayout` of right-padded rows, or None when a row is not
+    right-padded (its real tokens are not a contiguous run from column 0)."""
+    device = input_ids.device
+    rows, width = input_ids.shape
+    attention = attention_mask.bool()
+    lengths = attention.sum(dim=1)
+    columns = torch.arange(width, device=device)
+    if not torch.equal(attention, columns[None, :] < lengths[:, None]):
+        return None
+    response = response_mask.bool() & attention
+    has_response = response.any(dim=1)
+    # A row without response tokens is all prefix; otherwise the prefix ends before the first.
+    firsts = torch.where(has_response, response.int().argmax(dim=1), lengths).tolist()
+    ids, ends = input_ids.tolist(), lengths.tolist()
+
+    group_of: dict[tuple[int, ...], int] = {}
+    prefixes: list[list[int]] = []
+    row_prefix: list[int] = []
+    for row in range(rows):
+        prefix = tuple(ids[row][: firsts[row]])
+        if prefix not in group_of:
+            group_of[prefix] = len(prefixes)
+            prefixes.append(list(prefix))
+        row_prefix.append(group_of[prefix])
+    prefix_lengths = [len(p) for p in prefixes]
+    suffix_lengths = [end - first for end, first in zip(ends, firsts, strict=True)]
+    order = sorted(range(rows), key=lambda row: suffix_lengths[row])  # stable: ties in order
+
+    stream = [t for p in prefixes for t in p]
+    positions = [i for n in prefix_lengths for i in range(n)]
+    prefix_starts = _starts(prefix_lengths, 0)
+    suffix_starts = [0] * rows
+    for row in order:
+        suffix_starts[row] = len(stream)
+        stream.extend(ids[row][firsts[row] : ends[row]])
+        positions.extend(range(firsts[row], ends[row]))
+
+    prefix_block = _block(prefix_starts, prefix_lengths, device)
+    prefix_width = prefix_block.index.shape[1]
+    suffixes = []
+    with_suffix = [row for row in order if suffix_lengths[row] > 0]
+    for bucket in _length_buckets([suffix_lengths[r] for r in with_suffix], prefix_width):
+        members = [with_suffix[i] for i in bucket]
+        starts = [suffix_starts[r] for r in members]
+        block = _block(starts, [suffix_lengths[r] for r in members], device)
+        owners = torch.tensor([row_prefix[r] for r in members], dtype=torch.long, device=device)
+        mask = _suffix_mask(prefix_block.valid[owners], block.index.shape[1])
+        suffixes.append(replace(block, row_prefix=owners, mask=mask))
+
+    # Response token at column t is predicted by column t - 1: the prefix's last token when
+    # t is the first response column, else suffix column t - 1 - first.
+    score_positions: list[int] = []
+    score_targets: list[int] = []
+    response_rows = response.tolist()
+    for row in range(rows):
+        first = firsts[row]
+        for t in range(first, ends[row]):
+            if not response_rows[row][t]:
+                continue
+            if t == first:
+                score_positions.append(prefix_starts[row_prefix[row]] + first - 1)
+            else:
+                score_positions.append(suffix_starts[row] + t - 1 - first)
+            score_targets.append(ids[row][t])
+    counts = response.sum(dim=1)
+    compact_width = int(counts.max()) if rows else 0
+
+    def longs(values: list[int]) -> Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return SharedPrefixLayout(
+        input_ids=longs(stream)[None],
+        position_ids=longs(positions)[None],
+        prefixes=prefix_block,
+        suffixes=tuple(suffixes),
+        score_positions=longs(score_positions),
+        score_targets=longs(score_targets),
+        compact_valid=torch.arange(compact_width, device=device)[None, :] < counts[:, None],
+    )
+
+
+def _starts(lengths: list[int], offset: int) -> list[int]:
+    starts, position = [], offset
+    for length in lengths:
+        starts.append(position)
+        position += length
+    return starts
+
+
+def _block(starts: list[int], lengths: list[int], device: torch.device) -> AttentionBlock:
+    """The padded ``[n, max length]`` block of contiguous stream segments."""
+    width = max(lengths, default=0)
+    offsets = torch.arange(width, device=device)[None, :]
+    valid = offsets < torch.tensor(lengths, device=device, dtype=torch.long)[:, None]
+    index = torch.tensor(starts, dtype=torch.long, device=device)[:, None] + offsets
+    slots = valid.flatten().nonzero().squeeze(1)
+    return AttentionBlock(index=index.masked_fill(~valid, 0), valid=valid, slots=slots)
+
+
+def _suffix_mask(sees_prefix: Tensor, width: int) -> Tensor:
+    """``[n, 1, L, P + L]``: query s sees its prefix's valid columns and its own columns <= s."""
+    count, prefix_width = sees_prefix.shape
+    causal = torch.ones(width, width, dtype=torch.bool, device=sees_prefix.device).tril()
+    return torch.cat(
+        [
+            sees_prefix[:, None, :].expand(count, width, prefix_width),
+            causal[None].expand(count, -1, -1),
+        ],
+        dim=2,
+    )[:, None]
+
+
+def _length_buckets(sorted_lengths: list[int], prefix_width: int) -> list[list[int]]:
+    """Split ascending suffix lengths into at most :data:`MAX_SUFFIX_BUCKETS` runs that
+    minimise the padded attention area, sum of n * L * (P + L) per run, plus one row's worth of
+    area per extra run (an attention call has a fixed cost too). Dynamic programming over the
+    O(n^2) cut points; n is a micro-batch's rows."""
+    count = len(sorted_lengths)
+    if count == 0:
+        return []
+
+    def area(lo: int, hi: int) -> int:  # rows lo..hi-1 padded to the longest, sorted_lengths[hi-1]
+        longest = sorted_lengths[hi - 1]
+        return (hi - lo) * longest * (prefix_width + longest) + longest * (prefix_width + longest)
+
+    inf = float("inf")
+    best = [[inf] * (count + 1) for _ in range(MAX_SUFFIX_BUCKETS + 1)]
+    cut = [[0] * (count + 1) for _ in range(MAX_SUFFIX_BUCKETS + 1)]
+    best[0][0] = 0
+    for runs in range(1, MAX_SUFFIX_BUCKETS + 1):
+        for hi in range(1, count + 1):
+            for lo in range(runs - 1, hi):
+                cost = best[runs - 1][lo] + area(lo, hi)
+                if cost < best[runs][hi]:
+                    best[runs][hi], cut[runs][hi] = cost, lo
+    runs = min(range(1, MAX_SUFFIX_BUCKETS + 1), key=lambda r: best[r][count])
+    buckets, hi = [], count
+    while runs > 0:
+        lo = cut[runs][hi]
+        buckets.append(list(range(lo, hi)))
+        hi, runs = lo, runs - 1
+    return buckets[::-1]

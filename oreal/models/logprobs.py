@@ -22,7 +22,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 
+from oreal.batch import shared_prefix_layout
 from oreal.models.device import autocast_context
+from oreal.models.fused_head import FusedHeadLogprobs, retain_freed_memory
+from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
 
 if TYPE_CHECKING:
     from oreal.batch import TrainBatch
@@ -86,7 +89,8 @@ def _chunk_stats(
     softcap: float | None,
     with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of ``targets`` and entropy for one chunk of hidden states (``[N, H]``)."""
+    """Log-prob of ``targets`` and entropy for one chunk of hidden states (``[N, H]``): the
+    generic path, for an output head that is not a plain bias-free ``nn.Linear``."""
     logits = head(hidden).float()
     if softcap is not None:
         logits = torch.tanh(logits / softcap) * softcap
@@ -100,6 +104,60 @@ def _chunk_stats(
     else:
         entropy = logp.new_zeros(())
     return logp, entropy
+
+
+def _head_logprobs(
+    flat_hidden: torch.Tensor,
+    flat_targets: torch.Tensor,
+    head: nn.Module,
+    *,
+    scale: float,
+    softcap: float | None,
+    with_entropy: bool,
+    chunk_size: int,
+    use_checkpoint: bool,
+    reuse_weight: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropies) of ``flat_targets`` from ``[M, H]`` final hidden states.
+
+    A plain bias-free ``nn.Linear`` head without soft-capping takes the fused path
+    (:class:`~oreal.models.fused_head.FusedHeadLogprobs`, which recomputes each chunk in
+    backward by itself); ``reuse_weight=False`` casts its weight afresh (see
+    :func:`~oreal.models.fused_head.low_precision`). Other heads run chunk by chunk through
+    autograd, checkpointed when ``use_checkpoint``.
+    """
+    device_type = flat_hidden.device.type
+    if isinstance(head, nn.Linear) and head.bias is None and softcap is None:
+        dtype = head.weight.dtype
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        logp, entropy = FusedHeadLogprobs.apply(
+            flat_hidden,
+            head.weight,
+            flat_targets,
+            scale,
+            with_entropy,
+            chunk_size,
+            dtype,
+            reuse_weight,
+        )
+        return logp, (entropy if with_entropy else None)
+    logps: list[torch.Tensor] = []
+    entropies: list[torch.Tensor] = []
+    for start in range(0, flat_hidden.shape[0], chunk_size):
+        h = flat_hidden[start : start + chunk_size]
+        t = flat_targets[start : start + chunk_size]
+        if use_checkpoint:
+            lp, ent = checkpoint(
+                _chunk_stats, h, t, head, scale, softcap, with_entropy, use_reentrant=False
+            )
+        else:
+            lp, ent = _chunk_stats(h, t, head, scale, softcap, with_entropy)
+        logps.append(lp)
+        entropies.append(ent)
+    empty = flat_hidden.new_zeros(0, dtype=torch.float32)
+    logp = torch.cat(logps) if logps else empty
+    return logp, ((torch.cat(entropies) if entropies else empty) if with_entropy else None)
 
 
 def token_logprobs(
@@ -128,6 +186,8 @@ def token_logprobs(
     """
     from oreal.runtime import through_root
 
+    if input_ids.device.type == "cpu":
+        retain_freed_memory()
     return through_root(
         model,
         _token_logprobs,
@@ -153,6 +213,8 @@ def _token_logprobs(
     temperature: float,
     use_checkpoint: bool | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    from torch.distributed.fsdp import FSDPModule
+
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     mask = response_mask.bool()
@@ -163,38 +225,52 @@ def _token_logprobs(
     decoder, head = _decoder_and_head(model)
     scale, softcap = _logit_transform(model, temperature)
 
-    index, valid = response_positions(mask)
-    batch, width = index.shape
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
-    size = hidden.shape[-1]
-    # Only hidden states that predict a response token are kept: position t - 1 predicts token t.
-    gathered = hidden.gather(1, (index - 1).clamp(min=0)[..., None].expand(-1, -1, size))
-    flat_hidden = gathered[valid]
-    flat_targets = input_ids.gather(1, index)[valid]
+    layout = None
+    if shared_prefix_supported(model):
+        layout = shared_prefix_layout(input_ids, attention_mask, mask)
+    if layout is not None:
+        # One unpadded stream, each prompt once (SharedPrefixLayout); attention is chosen by the
+        # layout travelling with the call, also when a checkpointed layer is recomputed.
+        use_shared_prefix_attention(model)
+        hidden = decoder(
+            input_ids=layout.input_ids,
+            position_ids=layout.position_ids,
+            # A 4-D mask is passed through as is: no mask is built (the layout is the mask).
+            attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device),
+            use_cache=False,
+            shared_prefix_layout=layout,
+        )
+        hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+        flat_hidden = hidden[0, layout.score_positions]
+        flat_targets, valid = layout.score_targets, layout.compact_valid
+    else:
+        index, valid = response_positions(mask)
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+        size = hidden.shape[-1]
+        # Only hidden states that predict a response token are kept: position t - 1 predicts t.
+        gathered = hidden.gather(1, (index - 1).clamp(min=0)[..., None].expand(-1, -1, size))
+        flat_hidden = gathered[valid]
+        flat_targets = input_ids.gather(1, index)[valid]
 
-    if use_checkpoint is None:
-        use_checkpoint = torch.is_grad_enabled()
-    logps: list[torch.Tensor] = []
-    entropies: list[torch.Tensor] = []
-    for start in range(0, flat_hidden.shape[0], chunk_size):
-        h = flat_hidden[start : start + chunk_size]
-        t = flat_targets[start : start + chunk_size]
-        if use_checkpoint:
-            lp, ent = checkpoint(
-                _chunk_stats, h, t, head, scale, softcap, with_entropy, use_reentrant=False
-            )
-        else:
-            lp, ent = _chunk_stats(h, t, head, scale, softcap, with_entropy)
-        logps.append(lp)
-        entropies.append(ent)
+    logp, entropy = _head_logprobs(
+        flat_hidden,
+        flat_targets,
+        head,
+        scale=scale,
+        softcap=softcap,
+        with_entropy=with_entropy,
+        chunk_size=chunk_size,
+        use_checkpoint=torch.is_grad_enabled() if use_checkpoint is None else use_checkpoint,
+        # FSDP2 all-gathers the head into a reused buffer without bumping its version.
+        reuse_weight=not isinstance(model, FSDPModule),
+    )
 
-    def scatter(parts: list[torch.Tensor]) -> torch.Tensor:
-        flat = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
-        out = torch.zeros(batch, width, dtype=torch.float32, device=hidden.device)
-        return out.masked_scatter(valid, flat)
+    def scatter(flat: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(valid.shape, dtype=torch.float32, device=flat_hidden.device)
+        return out.masked_scatter(valid, flat.float())
 
-    return scatter(logps), (scatter(entropies) if with_entropy else None)
+    return scatter(logp), (scatter(entropy) if entropy is not None else None)
 
 
 def naive_token_logprobs(

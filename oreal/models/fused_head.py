@@ -1,0 +1,206 @@
+"""The output head, log-softmax and entropy fused into one chunked autograd function.
+
+:func:`oreal.models.token_logprobs` routes a plain bias-free ``nn.Linear`` head (no logit
+soft-capping) through :class:`FusedHeadLogprobs`: the same numbers as the generic chunked path
+under autocast, with the head weight cast to the compute dtype once per optimizer step and a
+hand-written backward. :func:`retain_freed_memory` keeps glibc from handing the large per-chunk
+buffers back to the kernel between chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["FusedHeadLogprobs", "retain_freed_memory", "weights_generation"]
+
+#: Bumped after every ``torch.optim.Optimizer.step`` in the process (a global step hook).
+#: Fused optimizers (``AdamW(fused=True)``, on CPU and CUDA) update parameters without bumping
+#: their autograd ``_version``, so the version alone cannot tell that a weight changed.
+_generation = 0
+_hook_installed = False
+
+
+def _bump_generation(*_: Any) -> None:
+    global _generation
+    _generation += 1
+
+
+def weights_generation() -> int:
+    """How many optimizer steps this process has taken (any optimizer; installs the hook)."""
+    global _hook_installed
+    if not _hook_installed:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        register_optimizer_step_post_hook(_bump_generation)
+        _hook_installed = True
+    return _generation
+
+
+def scaled_logits(hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """fp32 logits of one chunk as the model's forward makes them: the matmul in the compute
+    dtype (its output rounded to it, as under autocast), then ``* scale`` in fp32."""
+    logits = (hidden @ weight.t()).float()
+    return logits.mul_(scale) if scale != 1.0 else logits
+
+
+def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = True) -> torch.Tensor:
+    """``weight`` in ``dtype``, cast once per weight version (49152 x 576 for SmolLM2's head):
+    micro-batches between two optimizer steps, and a frozen reference across all steps, share
+    one cast instead of one per call.
+
+    The cached copy is keyed by the storage, the autograd version (in-place ``copy_``,
+    ``load_state_dict``, foreach optimizers) and :func:`weights_generation` (any optimizer
+    step, fused ones included). Writes that none of these see (through ``.data``, or FSDP's
+    all-gathers into a reused buffer) need ``reuse=False``, which casts afresh.
+    """
+    if weight.dtype == dtype:
+        return weight.detach()
+    if not reuse:
+        return weight.detach().to(dtype)
+    key = (weight.data_ptr(), weight._version, weights_generation(), dtype)
+    cached = getattr(weight, "_oreal_low_precision", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    low = weight.detach().to(dtype)
+    weight._oreal_low_precision = (key, low)  # type: ignore[attr-defined]
+    return low
+
+
+class FusedHeadLogprobs(torch.autograd.Function):
+    """``lm_head`` + log-softmax (+ entropy) over ``[M, H]`` hidden states, chunk by chunk.
+
+    The numbers of the generic chunked path (``oreal.models.logprobs._chunk_stats``) under
+    autocast and checkpointing (bf16 matmuls with bf16 outputs, fp32 softmax statistics, bf16
+    gradients into the matmuls), with less work:
+    the weight is cast once per optimizer step instead of once per chunk and recompute; the
+    backward recomputes a chunk's logits z once and writes d(loss)/dz straight in the compute
+    dtype,
+
+        g_logp * (onehot - p) + g_entropy * p * (E_p[z] - z),
+
+    in two or three passes over the chunk instead of autograd's walk through logsumexp,
+    gather, exp and the entropy sum; the weight's gradient is summed over chunks in fp32.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        scale: float,
+        with_entropy: bool,
+        chunk_size: int,
+        compute_dtype: torch.dtype,
+        reuse: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        low_hidden = hidden.detach().to(compute_dtype)
+        low_weight = low_precision(weight, compute_dtype, reuse=reuse)
+        count = hidden.shape[0]
+        logp = torch.empty(count, dtype=torch.float32, device=hidden.device)
+        lse = torch.empty_like(logp)
+        mean_logit = torch.empty_like(logp) if with_entropy else logp.new_empty(0)
+        for lo in range(0, count, chunk_size):
+            hi = min(lo + chunk_size, count)
+            logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
+            # logsumexp by hand: its unnormalised exponentials also give E_p[z] (one dot).
+            top = logits.amax(dim=-1)
+            unnormalised = torch.sub(logits, top[:, None]).exp_()
+            total = unnormalised.sum(dim=-1)
+            chunk_lse = top + total.log()
+            lse[lo:hi] = chunk_lse
+            logp[lo:hi] = logits.gather(-1, targets[lo:hi, None]).squeeze(-1) - chunk_lse
+            if with_entropy:
+                mean_logit[lo:hi] = torch.linalg.vecdot(unnormalised, logits) / total
+        entropy = lse - mean_logit if with_entropy else logp.new_zeros(count)
+        ctx.save_for_backward(low_hidden, low_weight, targets, lse, mean_logit)
+        ctx.settings = (scale, chunk_size, hidden.dtype, weight.dtype)
+        if not with_entropy:
+            ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_logp: torch.Tensor | None, grad_entropy: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        low_hidden, low_weight, targets, lse, mean_logit = ctx.saved_tensors
+        scale, chunk_size, hidden_dtype, weight_dtype = ctx.settings
+        count, dtype = low_hidden.shape[0], low_hidden.dtype
+        if grad_logp is None:
+            grad_logp = lse.new_zeros(count)
+        use_entropy = grad_entropy is not None and mean_logit.numel() > 0
+        # A frozen head (LoRA) or frozen hidden states need no gradient: skip its matmul.
+        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(low_hidden) if need_hidden else None
+        grad_weight: torch.Tensor | None = None
+        for lo in range(0, count, chunk_size):
+            hi = min(lo + chunk_size, count)
+            logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
+            probs = torch.sub(logits, lse[lo:hi, None]).exp_()
+            # d(loss)/d(raw logits) = scale * d(loss)/dz; the factor goes into the coefficients.
+            g = grad_logp[lo:hi, None] * scale
+            rows = torch.arange(hi - lo, device=probs.device)
+            target_probs = probs[rows, targets[lo:hi]]
+            if use_entropy:
+                assert grad_entropy is not None
+                g_entropy = grad_entropy[lo:hi, None] * scale
+                # p * (g_ent * (E[z] - z) - g), the coefficient formed in place of the logits
+                coef = logits.mul_(-g_entropy).add_(g_entropy * mean_logit[lo:hi, None] - g)
+                target_coef = coef[rows, targets[lo:hi]]
+                low_grad = torch.mul(probs, coef, out=torch.empty_like(probs, dtype=dtype))
+            else:
+                target_coef = -g[:, 0]
+                low_grad = torch.mul(probs, -g, out=torch.empty_like(probs, dtype=dtype))
+            # The one-hot term, added in fp32 before the single rounding to the compute dtype.
+            low_grad[rows, targets[lo:hi]] = (target_probs * target_coef + g[:, 0]).to(dtype)
+            if grad_hidden is not None:
+                grad_hidden[lo:hi] = low_grad @ low_weight
+            if not need_weight:
+                continue
+            chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
+            if grad_weight is None:
+                grad_weight = chunk_weight_grad.to(torch.float32)
+            else:  # widened first: a mixed-dtype add_ takes a slow, unvectorised path
+                grad_weight += chunk_weight_grad.to(torch.float32)
+        if need_weight and grad_weight is None:  # no rows
+            grad_weight = low_weight.new_zeros(low_weight.shape, dtype=torch.float32)
+        return (
+            grad_hidden.to(hidden_dtype) if grad_hidden is not None else None,
+            grad_weight.to(weight_dtype) if grad_weight is not None else None,
+            *(None,) * 6,
+        )
+
+
+_freed_memory_retained: bool | None = None
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc keep freed memory in the process instead of returning it to the OS (once per
+    process; True when set). Returns False off glibc or when ``MALLOC_MMAP_MAX_`` is set.
+
+    glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on free, so
+    each chunk of fp32 logits (512 x 49152 x 4 bytes = 100 MB) and each fp32 head gradient
+    is page-faulted in anew, zeroed by the kernel page by page: measured on the 2-core machine,
+    a quarter of an update's CPU time was system time. With ``mmap`` off and no trimming,
+    freed blocks are reused; peak RSS is unchanged (the same blocks are live at the peak).
+    """
+    global _freed_memory_retained
+    if _freed_memory_retained is not None:
+        return _freed_memory_retained
+    import ctypes
+    import os
+    import platform
+
+    _freed_memory_retained = False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(name.startswith("MALLOC_") for name in os.environ):
+        return False  # the user tuned the allocator: theirs wins
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc = ctypes.CDLL(None)
+    _freed_memory_retained = bool(
+        libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
+    )
+    return _freed_memory_retained
