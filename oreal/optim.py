@@ -56,9 +56,10 @@ def make_optimizer(
     parameters: Iterable[torch.nn.Parameter], settings: OptimizerSettings, total_steps: int
 ) -> tuple[torch.optim.AdamW, LambdaLR]:
     """AdamW, fused (one kernel over all parameters) on CPU and CUDA, and the schedule of the
-    module docstring. On the 2-core CPU the fused step of SmolLM2-135M takes about a quarter
-    of the foreach step's CPU time (docs/performance.md) and differs from it by about one
-    float32 ulp per step."""
+    module docstring. The fused step differs from the foreach one by rounding only (measured:
+    at most 2.4e-7 per weight after 5 steps at lr 1e-3 on unit-scale fp32 weights); it
+    updates parameters without bumping their autograd version, which
+    :func:`oreal.models.fused_head.weights_generation` accounts for."""
     parameters = list(parameters)
     fused = bool(parameters) and all(p.device.type in ("cuda", "cpu") for p in parameters)
     optimizer = torch.optim.AdamW(
