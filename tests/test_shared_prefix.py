@@ -17,6 +17,7 @@ import torch
 from oreal.batch import pad_rollouts, shared_prefix_layout
 from oreal.models import autocast_context, naive_token_logprobs, token_logprobs
 from oreal.models import logprobs as logprobs_module
+from oreal.models.loading import enable_gradient_checkpointing
 from oreal.models.shared_prefix import SHARED_PREFIX_ATTENTION
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
 
@@ -124,7 +125,7 @@ def test_shared_prefix_under_gradient_checkpointing(tokenizer):
     batch = pad_rollouts(grouped_pairs(len(tokenizer), seed=1), tokenizer.pad_token_id)
     weights = torch.randn(batch.loss_mask.shape, generator=torch.Generator().manual_seed(1))
     ref_lp, _, ref_g = run(model, batch, naive_token_logprobs, weights)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_gradient_checkpointing(model)
     lp, _, g = run(model, batch, token_logprobs, weights)
     torch.testing.assert_close(lp, ref_lp, rtol=1e-5, atol=1e-5)
     for name in g:
