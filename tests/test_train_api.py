@@ -180,3 +180,17 @@ def test_terms_may_abstain_but_not_all_of_them(tiny_config: TinyConfig, tmp_path
     lonely = Trainer(args=tiny_config(tmp_path / "b", "algorithm.name=grpo"), reward_funcs=[never])
     with pytest.raises(RewardError, match="every reward term abstained"):
         lonely.train_step()
+
+
+def test_overlong_penalty_follows_dapo_soft_punishment() -> None:
+    """DAPO Eq. 13 with L_max 48 and L_cache 16, by hand: 0 up to 32 tokens, then linear down to
+    -1 at 48, and -1 for a response cut at the budget whatever its length."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from length_penalty import overlong_penalty
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    lengths = [0, 32, 33, 40, 48, 10]
+    truncated = [False, False, False, False, False, True]
+    penalties = overlong_penalty([[7] * n for n in lengths], truncated)
+    assert penalties == pytest.approx([0.0, 0.0, -1 / 16, -0.5, -1.0, -1.0])
