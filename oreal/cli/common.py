@@ -8,13 +8,15 @@ as plain text: rich markup in it (a ``[...]`` in a config value) is not interpre
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["fail", "stderr_console"]
+__all__ = ["default_out_dir", "fail", "stderr_console"]
 
 
 def stderr_console() -> Console:
@@ -29,3 +31,9 @@ def fail(error: BaseException | str, console: Console | None = None) -> NoReturn
     line.append(message)
     console.print(line, soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
+
+
+def default_out_dir(model: str, root: str) -> Path:
+    """``root/<model's last path part>-<local time>``: where a command writes when not told."""
+    stem = Path(model.rstrip("/")).name or "model"
+    return Path(root) / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -101,7 +101,7 @@ def eval_command(
     samples. Writes results.json, report.md, generations.jsonl and pass_at_k.png to --out."""
     from rich.console import Console
 
-    from oreal.cli.common import fail
+    from oreal.cli.common import default_out_dir, fail
     from oreal.errors import UserError
     from oreal.eval.runner import (
         EvalInputError,
@@ -147,7 +147,7 @@ def eval_command(
             answer_field=answer_field,
             backend=backend,  # type: ignore[arg-type]
         )
-        out_dir = out if out is not None else _default_out(model)
+        out_dir = out if out is not None else default_out_dir(model, "eval-results")
         console.print(
             f"[bold]oreal eval[/bold] {model} -> {out_dir} | template={chosen} n={n} k={ks} "
             f"T={temperature} top_p={top_p} max_new_tokens={max_new_tokens}"
@@ -156,13 +156,6 @@ def eval_command(
     except (UserError, typer.BadParameter) as error:
         fail(error, console)
     _print_summary(console, document, out_dir)
-
-
-def _default_out(model: str) -> Path:
-    from datetime import datetime
-
-    stem = Path(model.rstrip("/")).name or "model"
-    return Path("eval-results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _print_summary(console: Console, document: dict[str, Any], out_dir: Path) -> None:

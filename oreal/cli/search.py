@@ -148,7 +148,7 @@ def search_command(
 ) -> None:
     """Search at inference time (majority vote, best-of-N, weighted majority, beam search, DVTS,
     particle filtering, particle Gibbs) and report accuracy against budget with its compute."""
-    from oreal.cli.common import fail, stderr_console
+    from oreal.cli.common import default_out_dir, fail, stderr_console
     from oreal.errors import UserError
     from oreal.eval.runner import EvalInputError, run_template
     from oreal.runs import resolve_model
@@ -203,7 +203,7 @@ def search_command(
             backend=backend,  # type: ignore[arg-type]
         )
         skipped = check_search_inputs(settings)
-        out_dir = out if out is not None else _default_out(model)
+        out_dir = out if out is not None else default_out_dir(model, "search-results")
         console.print(
             f"[bold]oreal search[/bold] {model} -> {out_dir} | methods={','.join(settings.methods)}"
             f" budgets={budgets} scorer={scorer} ({kind}) aggregation={aggregation} "
@@ -218,13 +218,6 @@ def search_command(
     except (UserError, typer.BadParameter) as error:
         fail(error, console)
     _print_summary(console, document, out_dir)
-
-
-def _default_out(model: str) -> Path:
-    from datetime import datetime
-
-    stem = Path(model.rstrip("/")).name or "model"
-    return Path("search-results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _print_summary(console: Console, document: dict[str, Any], out_dir: Path) -> None:
