@@ -4,7 +4,8 @@ Particle filtering (budget N) on the embedded model, the demo's held-out arithme
 64, on one generation engine (``--backend fast``: the keyed CPU engine; ``hf``: transformers).
 ``batched``: ``--problems`` problems searched together, so every step of every live particle of
 all of them is one ``generate`` call and one scorer call. ``one_by_one``: the same problems, one
-problem per call (``batch_size=1``). On the keyed engine both produce the same searches; on
+problem per call (``batch_size=1``). On the keyed engine both draw from the same keys (the
+same searches up to bf16 rounding of one-row batches, docs/rollout.md); on
 ``hf`` sampling is seeded, so both do the same kind of work;
 the two are interleaved ``--repeats`` times and the medians and their ratio are reported, with
 how the time splits between generation and scoring::

@@ -25,9 +25,11 @@ Randomness is keyed by what it is for, never by batch order. Each search is name
 prompt, its sample index and the caller's key for the prompt (if any); every row a strategy
 asks its generator for gets the key (search, call, row within the search), e.g. (problem,
 sweep 0, step 3, particle 5), and the call's seed comes from the config seed and the call. On a
-keyed backend (the fast CPU engine) a search is therefore the same whatever else is in the
-batch; ``HFGenerator`` ignores keys and samples in batch order. Resampling and selection draws
-are keyed the same way. ``params.seed`` only says whether to seed at all (None: unseeded).
+keyed backend (the fast CPU engine) a search therefore draws the same numbers whatever else is
+in the batch (its tokens and scores still see bf16 rounding that depends on the batch's shape:
+docs/rollout.md); ``HFGenerator`` ignores keys and samples in batch order. Resampling and
+selection draws are keyed the same way. ``params.seed`` only says whether to seed at all (None:
+unseeded).
 """
 
 from __future__ import annotations
