@@ -24,6 +24,7 @@ __all__ = [
     "RolloutBatch",
     "SamplingParams",
     "encode_request",
+    "generation_stats",
     "resolve_seed",
 ]
 
@@ -175,3 +176,19 @@ def resolve_seed(params: SamplingParams) -> int:
     if params.seed is not None:
         return params.seed
     return int(torch.randint(0, 2**62, (1,)).item())
+
+
+def generation_stats(
+    outputs: Sequence[GenerationOutput], elapsed: float, generated_tokens: int | None = None
+) -> dict[str, float]:
+    """The stats every backend reports with a :class:`RolloutBatch`. ``generated_tokens``
+    defaults to the returned responses' tokens (a search generates more than it returns)."""
+    returned = sum(len(o.response_ids) for o in outputs)
+    generated = returned if generated_tokens is None else generated_tokens
+    return {
+        "generate_s": elapsed,
+        "generated_tokens": float(generated),
+        "tokens_per_s": generated / elapsed if elapsed > 0 else 0.0,
+        "mean_response_tokens": returned / len(outputs),
+        "truncated_frac": sum(o.truncated for o in outputs) / len(outputs),
+    }

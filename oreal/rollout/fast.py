@@ -32,6 +32,7 @@ from oreal.rollout.base import (
     RolloutBatch,
     SamplingParams,
     encode_request,
+    generation_stats,
     resolve_seed,
 )
 from oreal.rollout.finish import finish_response
@@ -122,14 +123,7 @@ class FastGenerator:
                     logprobs=logprobs[j][: len(ids)],
                 )
             )
-        generated = sum(len(o.response_ids) for o in outputs)
-        stats = {
-            "generate_s": elapsed,
-            "generated_tokens": float(generated),
-            "tokens_per_s": generated / elapsed if elapsed > 0 else 0.0,
-            "mean_response_tokens": generated / len(outputs),
-            "truncated_frac": sum(o.truncated for o in outputs) / len(outputs),
-        }
+        stats = generation_stats(outputs, elapsed)
         return RolloutBatch(outputs=outputs, num_prompts=len(prompts), k=k, stats=stats)
 
     # --------------------------------------------------------------------------- internals

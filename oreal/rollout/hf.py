@@ -22,6 +22,7 @@ from oreal.rollout.base import (
     RolloutBatch,
     SamplingParams,
     encode_request,
+    generation_stats,
 )
 from oreal.rollout.finish import finish_response
 
@@ -156,14 +157,7 @@ class HFGenerator:
                     finish_reason=reason,
                 )
             )
-        generated = sum(len(o.response_ids) for o in outputs)
-        stats = {
-            "generate_s": elapsed,
-            "generated_tokens": float(generated),
-            "tokens_per_s": generated / elapsed if elapsed > 0 else 0.0,
-            "mean_response_tokens": generated / len(outputs),
-            "truncated_frac": sum(o.truncated for o in outputs) / len(outputs),
-        }
+        stats = generation_stats(outputs, elapsed)
         return RolloutBatch(outputs=outputs, num_prompts=len(prompts), k=k, stats=stats)
 
     def _generation_config(self, params: SamplingParams) -> GenerationConfig:

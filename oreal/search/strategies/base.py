@@ -258,6 +258,7 @@ class SearchStrategy(ABC):
         ``keys`` (optional, one per prompt) join the prompt and the sample in naming a search.
         """
         from oreal.rollout import GenerationOutput, RolloutBatch
+        from oreal.rollout.base import generation_stats
 
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings, not a single string")
@@ -301,14 +302,8 @@ class SearchStrategy(ABC):
             )
         elapsed = time.perf_counter() - start
         generated = sum(u.stats.generated_tokens for u in units)
-        stats = {
-            "generate_s": elapsed,
-            "generated_tokens": float(generated),
-            "scored_sequences": float(sum(u.stats.scored_sequences for u in units)),
-            "tokens_per_s": generated / elapsed if elapsed > 0 else 0.0,
-            "mean_response_tokens": sum(len(o.response_ids) for o in outputs) / len(outputs),
-            "truncated_frac": sum(o.truncated for o in outputs) / len(outputs),
-        }
+        stats = generation_stats(outputs, elapsed, generated_tokens=generated)
+        stats["scored_sequences"] = float(sum(u.stats.scored_sequences for u in units))
         return RolloutBatch(outputs=outputs, num_prompts=len(prompts), k=k, stats=stats)
 
     def pop_stats(self, prompt: str, sample: int) -> SearchStats | None:
