@@ -88,8 +88,9 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "oreal"
 
 
-def test_gguf_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
-    """The cache logic with the dequantizer stubbed by a tiny model (the real one is slow)."""
+def fake_gguf(tmp_path: Path, monkeypatch) -> tuple[Path, list[Path]]:
+    """A fake .gguf file whose "dequantization" (stubbed: the real one is slow) builds a tiny
+    model and records each call, so tests can count how often the cache is rebuilt."""
     source = tmp_path / "fake.gguf"
     source.write_bytes(b"GGUF fake")
     calls: list[Path] = []
@@ -100,6 +101,12 @@ def test_gguf_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
         return build_tiny_model(tok, seed=9), tok
 
     monkeypatch.setattr(loading, "_dequantize_gguf", fake_dequantize)
+    return source, calls
+
+
+def test_gguf_cache_is_written_once_and_atomically(tmp_path, monkeypatch):
+    """The cache logic with the dequantizer stubbed by a tiny model (the real one is slow)."""
+    source, calls = fake_gguf(tmp_path, monkeypatch)
     target = tmp_path / "cache" / "models" / "fake"
 
     # An interrupted first save leaves no cache dir and no temp dirs behind.
@@ -132,16 +139,7 @@ def rope_theta(config: object) -> float:
 
 def test_gguf_cache_from_another_transformers_major_is_rebuilt(tmp_path, monkeypatch):
     """A config.json written by transformers 5 reads wrong under 4 (and may the other way)."""
-    source = tmp_path / "fake.gguf"
-    source.write_bytes(b"GGUF fake")
-    calls: list[Path] = []
-
-    def fake_dequantize(path: Path):
-        calls.append(path)
-        tok = build_tiny_tokenizer()
-        return build_tiny_model(tok, seed=9), tok
-
-    monkeypatch.setattr(loading, "_dequantize_gguf", fake_dequantize)
+    source, calls = fake_gguf(tmp_path, monkeypatch)
     loading.load_gguf(source, cache_dir=tmp_path, cache_name="fake")
     marker = tmp_path / "models" / "fake" / "oreal_cache.json"
     meta = json.loads(marker.read_text())
