@@ -8,6 +8,7 @@ import logging
 
 import pytest
 import torch
+from helpers.reference import sampled_token_logprobs
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
 from oreal.models.device import autocast_context
@@ -188,12 +189,7 @@ def test_logprobs_match_the_model_at_the_sampling_temperature(model, tokenizer):
     params = SamplingParams(max_new_tokens=8, temperature=0.7, seed=2)
     batch = FastGenerator(model, tokenizer, matmul_dtype=torch.float32).generate(prompts, params, 2)
     for out in batch:
-        ids = torch.tensor([out.prompt_ids + out.response_ids])
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0].float()
-        start = len(out.prompt_ids) - 1
-        scores = torch.log_softmax(logits[start : start + len(out.response_ids)] / 0.7, -1)
-        expected = scores.gather(1, torch.tensor(out.response_ids)[:, None])[:, 0]
+        expected = sampled_token_logprobs(model, out, temperature=0.7)
         torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-4, rtol=1e-4)
 
 

@@ -11,6 +11,8 @@ import torch
 
 pytest.importorskip("vllm")
 
+from helpers.reference import sampled_token_logprobs
+
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer, save_tiny
 from oreal.rollout import Generator, HFGenerator, SamplingParams
 from oreal.rollout.vllm import VLLMGenerator, request_seed
@@ -94,12 +96,7 @@ def test_logprobs_are_the_engines_sampling_distribution(engine, model, prompts):
     batch = engine.generate(prompts, params, 2)
     for out in batch:
         assert out.logprobs is not None and len(out.logprobs) == len(out.response_ids)
-        ids = torch.tensor([out.prompt_ids + out.response_ids])
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0].float()
-        start = len(out.prompt_ids) - 1
-        scores = torch.log_softmax(logits[start : start + len(out.response_ids)] / 0.7, -1)
-        expected = scores.gather(1, torch.tensor(out.response_ids)[:, None])[:, 0]
+        expected = sampled_token_logprobs(model, out, temperature=0.7)
         torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=2e-3, rtol=2e-3)
 
 
