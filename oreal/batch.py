@@ -375,33 +375,27 @@ def shared_prefix_layout(
         suffixes.append(replace(block, row_prefix=owners, mask=mask))
 
     # Response token at column t is predicted by column t - 1: the prefix's last token when
-    # t is the first response column, else suffix column t - 1 - first.
-    score_positions: list[int] = []
-    score_targets: list[int] = []
-    response_rows = response.tolist()
-    for row in range(rows):
-        first = firsts[row]
-        for t in range(first, ends[row]):
-            if not response_rows[row][t]:
-                continue
-            if t == first:
-                score_positions.append(prefix_starts[row_prefix[row]] + first - 1)
-            else:
-                score_positions.append(suffix_starts[row] + t - 1 - first)
-            score_targets.append(ids[row][t])
-    counts = response.sum(dim=1)
-    compact_width = int(counts.max()) if rows else 0
-
+    # t is the first response column, else suffix column t - 1 - first. Vectorised: this runs
+    # once per micro-batch over every response token.
     def longs(values: list[int]) -> Tensor:
         return torch.tensor(values, dtype=torch.long, device=device)
+
+    score_rows, score_columns = response.nonzero(as_tuple=True)  # row-major, as compacted
+    row_first = longs(firsts)[score_rows]
+    from_prefix = longs(prefix_starts)[longs(row_prefix)[score_rows]] + row_first - 1
+    from_suffix = longs(suffix_starts)[score_rows] + score_columns - 1 - row_first
+    score_positions = torch.where(score_columns == row_first, from_prefix, from_suffix)
+    score_targets = input_ids[score_rows, score_columns]
+    counts = response.sum(dim=1)
+    compact_width = int(counts.max()) if rows else 0
 
     return SharedPrefixLayout(
         input_ids=longs(stream)[None],
         position_ids=longs(positions)[None],
         prefixes=prefix_block,
         suffixes=tuple(suffixes),
-        score_positions=longs(score_positions),
-        score_targets=longs(score_targets),
+        score_positions=score_positions,
+        score_targets=score_targets,
         compact_valid=torch.arange(compact_width, device=device)[None, :] < counts[:, None],
     )
 
