@@ -263,3 +263,32 @@ def test_qwen2_with_qkv_bias_and_tied_embeddings(tokenizer):
     fast = FastGenerator(qwen, tokenizer, matmul_dtype=torch.float32)
     assert fast.decoder.qkv_bias and fast.decoder.tied
     assert rows(fast.generate(prompts, GREEDY)) == rows(reference)
+
+
+def test_adaptive_threads_change_no_token_and_restore_the_setting(model, tokenizer, monkeypatch):
+    """The thread chooser tries 2 and 1 threads during decoding; the tokens and log-probs are
+    those of a fixed single thread, and torch's thread count is given back afterwards."""
+    prompts = chat(tokenizer, QUESTIONS)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = FastGenerator(model, tokenizer, adaptive_threads=False).generate(
+            prompts, SAMPLED, 4
+        )
+        torch.set_num_threads(2)
+        used: list[int] = []
+        adaptive = FastGenerator(model, tokenizer)
+        decode = adaptive.decoder.decode
+
+        def recording_decode(*args):
+            used.append(torch.get_num_threads())
+            return decode(*args)
+
+        monkeypatch.setattr(adaptive.decoder, "decode", recording_decode)
+        batch = adaptive.generate(prompts, SAMPLED, 4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert set(used) == {1, 2}
+    assert rows(batch) == rows(single)
+    assert [o.logprobs for o in batch] == [o.logprobs for o in single]

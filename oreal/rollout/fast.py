@@ -39,6 +39,7 @@ from oreal.rollout.finish import finish_response
 from oreal.rollout.hf import HFGenerator, eos_token_ids_of
 from oreal.rollout.llama_decoder import KVCache, LlamaDecoder, unsupported_reason
 from oreal.rollout.sampling import keyed_uniforms, sample_from_logits
+from oreal.threads import ThreadChooser, candidate_thread_counts
 
 __all__ = ["FastGenerator", "make_cpu_generator"]
 
@@ -60,6 +61,7 @@ class FastGenerator:
         max_batch_size: int = 64,
         matmul_dtype: torch.dtype = torch.bfloat16,
         eos_token_ids: Sequence[int] | None = None,
+        adaptive_threads: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -72,6 +74,8 @@ class FastGenerator:
         self.pad_token_id: int = int(pad if pad is not None else min(self.eos_token_ids))
         self.decoder = LlamaDecoder(model, matmul_dtype=matmul_dtype)
         self._cache: KVCache | None = None
+        self.adaptive_threads = adaptive_threads
+        self._threads: ThreadChooser | None = None
 
     def sync_weights(self, model: PreTrainedModel | Mapping[str, torch.Tensor]) -> None:
         """Refresh the decoder's weights from the trained module or a full state dict."""
@@ -98,12 +102,17 @@ class FastGenerator:
         logprobs: list[list[float]] = [[] for _ in jobs]
 
         start = time.perf_counter()
-        for lo in range(0, len(order), self.max_batch_size):
-            chunk = order[lo : lo + self.max_batch_size]
-            rows = [jobs[j] for j in chunk]
-            tokens, lps = self._generate_rows(encoded, rows, keys, seed, params)
-            for j, row_tokens, row_lps in zip(chunk, tokens, lps, strict=True):
-                responses[j], logprobs[j] = row_tokens, row_lps
+        threads = self._thread_chooser()
+        threads.begin()
+        try:
+            for lo in range(0, len(order), self.max_batch_size):
+                chunk = order[lo : lo + self.max_batch_size]
+                rows = [jobs[j] for j in chunk]
+                tokens, lps = self._generate_rows(encoded, rows, keys, seed, params, threads)
+                for j, row_tokens, row_lps in zip(chunk, tokens, lps, strict=True):
+                    responses[j], logprobs[j] = row_tokens, row_lps
+        finally:
+            threads.restore()
         elapsed = time.perf_counter() - start
 
         outputs = []
@@ -131,6 +140,16 @@ class FastGenerator:
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
+    def _thread_chooser(self) -> ThreadChooser:
+        """The decode loop's thread chooser, rebuilt when torch's thread count was changed
+        (its candidates are that count and its halvings; one candidate when not adaptive)."""
+        counts = candidate_thread_counts(torch.get_num_threads())
+        if not self.adaptive_threads:
+            counts = counts[:1]
+        if self._threads is None or self._threads.candidates != counts:
+            self._threads = ThreadChooser(counts)
+        return self._threads
+
     def _cache_for(self, rows: int, length: int) -> KVCache:
         """The preallocated cache, regrown only when a call needs more rows or columns."""
         cache = self._cache
@@ -150,6 +169,7 @@ class FastGenerator:
         keys: list[int],
         seed: int,
         params: SamplingParams,
+        threads: ThreadChooser,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Generate the ``(prompt, sample)`` rows of one batch; tokens and log-probs per row."""
         distinct = sorted({g for g, _ in rows})
@@ -196,7 +216,7 @@ class FastGenerator:
                     tokens[keep],
                     position[keep],
                 )
-            logits = self.decoder.decode(tokens, position, cache)
+            logits = threads.run(self.decoder.decode, tokens, position, cache)
             position = position + 1
         return out_tokens.tolist(), out_logprobs.tolist()
 
