@@ -24,7 +24,7 @@ from oreal.algorithms.advantages import (
     rewards_from_correct,
 )
 from oreal.algorithms.aggregation import LossNormalizers, aggregate
-from oreal.algorithms.loss import LossInputs, compute_policy_loss
+from oreal.algorithms.loss import LossInputs, compute_policy_loss, rows_without_gradient
 from oreal.algorithms.methods import (
     GRPO,
     NSR,
@@ -113,5 +113,6 @@ __all__ = [
     "register_estimator",
     "register_policy_loss",
     "rewards_from_correct",
+    "rows_without_gradient",
     "sft_loss",
 ]

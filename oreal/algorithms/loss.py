@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
 from torch import Tensor
 
 from oreal.algorithms.aggregation import (
@@ -35,9 +36,13 @@ from oreal.algorithms.policy_losses import (
     ppo_clip_loss,
     sft_loss,
 )
-from oreal.algorithms.registry import get_policy_loss, register_policy_loss
+from oreal.algorithms.registry import (
+    ZERO_AT_ZERO_ADVANTAGE,
+    get_policy_loss,
+    register_policy_loss,
+)
 
-__all__ = ["LossInputs", "compute_policy_loss"]
+__all__ = ["LossInputs", "compute_policy_loss", "rows_without_gradient"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,25 @@ class LossInputs:
             entropy=entropy,
             token_weights=weights,
         )
+
+
+def rows_without_gradient(params: AlgorithmParams, advantages: Tensor) -> Tensor:
+    """Rows ``[B]`` (bool) whose loss is exactly 0 with a zero gradient, whatever the model
+    outputs: the policy loss declares a zero term at zero advantage (``pg``, ``ppo_clip``,
+    ``sft``: every term is a multiple of A_t), the row's advantages are all 0, and there is no
+    KL or entropy term (β = α = 0). Their backward can be skipped without changing the update:
+    the losses divide by global counts, so no other row's term depends on them. GRPO's
+    all-correct and all-wrong groups are such rows (exactly 0 advantage, see the estimators).
+    """
+    rows = advantages.reshape(advantages.shape[0], -1)
+    inert = (
+        params.policy_loss in ZERO_AT_ZERO_ADVANTAGE
+        and params.kl_coef == 0
+        and params.entropy_coef == 0
+    )
+    if not inert:
+        return torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+    return (rows == 0).all(dim=1)
 
 
 def compute_policy_loss(
@@ -129,14 +153,14 @@ def _finish(
     return total + extra, parts
 
 
-@register_policy_loss("pg", params=TokenLossParams)
+@register_policy_loss("pg", params=TokenLossParams, zero_at_zero_advantage=True)
 def pg_objective(batch: LossInputs, params: TokenLossParams) -> tuple[Tensor, dict[str, Tensor]]:
     """ℓ_t = -A_t·ρ_t (REINFORCE, Williams 1992; on-policy the gradient of -A_t·log π_θ)."""
     batch = batch.padded_zero()
     return _finish(pg_loss(batch.logprobs, batch.advantages, batch.old_logprobs), batch, params, {})
 
 
-@register_policy_loss("ppo_clip", params=PPOClipParams)
+@register_policy_loss("ppo_clip", params=PPOClipParams, zero_at_zero_advantage=True)
 def ppo_clip_objective(
     batch: LossInputs, params: PPOClipParams
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -160,7 +184,7 @@ def ppo_clip_objective(
     return _finish(per_token, batch, params, parts)
 
 
-@register_policy_loss("sft", params=TokenLossParams)
+@register_policy_loss("sft", params=TokenLossParams, zero_at_zero_advantage=True)
 def sft_objective(batch: LossInputs, params: TokenLossParams) -> tuple[Tensor, dict[str, Tensor]]:
     """ℓ_t = -A_t·log π_θ(y_t): behaviour cloning weighted by the advantage. RAFT's A is 1 on
     correct and 0 on wrong rows, so a correct row gets the plain NLL and a wrong one nothing

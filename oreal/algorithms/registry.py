@@ -36,6 +36,7 @@ __all__ = [
     "ALGORITHMS",
     "ESTIMATORS",
     "POLICY_LOSSES",
+    "ZERO_AT_ZERO_ADVANTAGE",
     "algorithm_class",
     "algorithm_params",
     "available_algorithms",
@@ -54,6 +55,8 @@ C = TypeVar("C", bound=type)
 
 ESTIMATORS: dict[str, Callable[..., Any]] = {}
 POLICY_LOSSES: dict[str, tuple[Callable[..., Any], type]] = {}
+#: Policy losses whose policy term of a row is exactly 0 when the row's advantages are all 0.
+ZERO_AT_ZERO_ADVANTAGE: set[str] = set()
 AGGREGATIONS: dict[str, Callable[..., Any]] = {}
 ALGORITHMS: dict[str, type] = {}
 
@@ -68,12 +71,20 @@ def register_estimator(name: str) -> Callable[[F], F]:
     return add
 
 
-def register_policy_loss(name: str, *, params: type) -> Callable[[F], F]:
+def register_policy_loss(
+    name: str, *, params: type, zero_at_zero_advantage: bool = False
+) -> Callable[[F], F]:
     """Register ``fn(inputs: LossInputs, params) -> (loss, parts)``; ``params`` is the
-    parameter model (a base class) whose fields the loss reads."""
+    parameter model (a base class) whose fields the loss reads. ``zero_at_zero_advantage``
+    declares that a row whose advantages are all 0 adds exactly nothing to the policy term
+    (then the update may skip its backward, :func:`oreal.algorithms.rows_without_gradient`)."""
 
     def add(fn: F) -> F:
         POLICY_LOSSES[name] = (fn, params)
+        if zero_at_zero_advantage:
+            ZERO_AT_ZERO_ADVANTAGE.add(name)
+        else:
+            ZERO_AT_ZERO_ADVANTAGE.discard(name)
         return fn
 
     return add

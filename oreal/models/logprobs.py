@@ -26,6 +26,7 @@ from oreal.batch import shared_prefix_layout
 from oreal.models.device import autocast_context
 from oreal.models.fused_head import FusedHeadLogprobs, retain_freed_memory
 from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
+from oreal.threads import shared_chooser
 
 if TYPE_CHECKING:
     from oreal.batch import TrainBatch
@@ -319,16 +320,21 @@ def batch_logprobs(
         if runtime is not None
         else [slice(s, s + micro_batch_size) for s in range(0, len(batch), micro_batch_size)]
     )
-    for rows in slices:
-        part = batch[rows] if rows is not None else batch.placeholder()
-        with autocast_context(device, autocast):
-            logprobs, _ = token_logprobs(
-                model,
-                part.input_ids,
-                part.attention_mask,
-                part.response_mask,
-                temperature=temperature,
-            )
-        if rows is not None:
-            out[rows, : logprobs.shape[1]] = logprobs.float()
+    # Thread count per micro-batch chosen by timing (oreal/threads.py); values do not change.
+    threads = shared_chooser("batch_logprobs", trial_rounds=1, period=32)
+    threads.begin(trial=False)
+    try:
+        for rows in slices:
+            part = batch[rows] if rows is not None else batch.placeholder()
+            with autocast_context(device, autocast):
+                logprobs, _ = threads.run(
+                    token_logprobs,
+                    *(model, part.input_ids, part.attention_mask, part.response_mask),
+                    temperature=temperature,
+                    work=float(part.attention_mask.sum()),
+                )
+            if rows is not None:
+                out[rows, : logprobs.shape[1]] = logprobs.float()
+    finally:
+        threads.restore()
     return out
