@@ -13,7 +13,8 @@ library's process-wide settings cannot help or hurt another's); the generation p
 ``benchmarks/rollout_speed.py``. Step times are the median of steps 2..N (step 1 pays one-off
 costs). TRL runs with ``gradient_checkpointing=False`` like oreal (its default is True, which
 would make it slower) and ``beta=0`` (its default: no reference model). Every part gets
-``OMP_WAIT_POLICY=PASSIVE`` (what ``oreal train`` sets) unless the caller set it.
+``GOMP_SPINCOUNT=2000`` (what ``oreal train`` sets) unless the caller set it or
+``OMP_WAIT_POLICY``.
 
 The machine this was written on has 2 cores and is shared: other jobs may run at the same time.
 Each part records ``os.getloadavg()`` before and after; compare parts of the same run only.
@@ -282,7 +283,9 @@ def main() -> None:
     }
     base = [sys.executable, __file__, *sys.argv[1:]]
     # What `oreal train` sets before torch loads (oreal/cli): given to every part alike.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = dict(os.environ)
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", "2000")
     results["omp_wait_policy"] = env["OMP_WAIT_POLICY"]
     for name in parts:
         if name == "vllm" and _vllm_missing():

@@ -56,8 +56,11 @@ def main() -> None:
     # transformers' own "Loading weights" / "Writing model shards" bars would interleave with
     # oreal's progress; an explicit HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # OpenMP threads that spin while waiting collapse decoding when another process shares
-    # the cores (measured: benchmarks/results/rollout_threads.json, docs/rollout.md); passive
-    # waiting costs nothing measurable on an idle machine. Must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # libgomp's threads spin for 300,000 iterations before sleeping: beside another busy
+    # process a decoding step (hundreds of short parallel regions) then waits on threads that
+    # are not running. A short spin keeps an idle machine's speed (passive waiting cost 1.4x
+    # there), and oreal.threads drops to fewer threads when another process holds a core
+    # (benchmarks/results/step_load.json, docs/performance.md#threads). Read when torch loads.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "2000")
     app()

@@ -197,14 +197,20 @@ class LlamaDecoder:
         return KVCache(torch.zeros(shape), torch.zeros(shape))
 
     def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin (fp32) for ``positions``, from a table grown on demand; the table holds
-        exactly what transformers' rotary module computes for each position."""
+        """cos and *signed* sin (fp32) for ``positions``, from a table grown on demand.
+
+        The table holds exactly what transformers' rotary module computes for each position,
+        except that the first half of sin is negated: ``rotate_half(x) * sin`` equals
+        ``swap_halves(x) * signed_sin`` bit for bit (a sign flip is exact), one op fewer.
+        """
         needed = int(positions.max()) + 1
         if needed > self._cos.shape[0]:
             size = max(needed, 2 * self._cos.shape[0], 256)
             freqs = torch.arange(size, dtype=torch.float32)[:, None] * self._inv_freq[None, :]
             emb = torch.cat((freqs, freqs), dim=-1)
             self._cos, self._sin = emb.cos() * self._rope_scale, emb.sin() * self._rope_scale
+            half = self.head_dim // 2
+            self._sin[:, :half] = -self._sin[:, :half]
         return self._cos[positions], self._sin[positions]
 
     def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -220,14 +226,14 @@ class LlamaDecoder:
         tokens = hidden.shape[0]
         qkv = F.linear(
             self._norm(hidden, self.attn_norm[layer]), self.qkv[layer], self.qkv_b[layer]
-        )
-        q, k, v = qkv.view(tokens, -1, self.head_dim).split(
-            (self.heads, self.kv_heads, self.kv_heads), dim=1
-        )
-        cos, sin = cos[:, None], sin[:, None]
-        q = (q * cos + _rotate_half(q) * sin).to(self.matmul_dtype).float()
-        k = (k * cos + _rotate_half(k) * sin).to(self.matmul_dtype).float()
-        return q, k, v.float()
+        ).view(tokens, -1, self.head_dim)
+        # q and k heads rotate together: x·cos + swap_halves(x)·signed_sin (see _rotary)
+        rotated = self.heads + self.kv_heads
+        qk = qkv[:, :rotated]
+        swapped = qk.unflatten(-1, (2, self.head_dim // 2)).flip(-2).flatten(-2)
+        qk = (qk * cos[:, None] + swapped * sin[:, None]).to(self.matmul_dtype).float()
+        q, k = qk.split((self.heads, self.kv_heads), dim=1)
+        return q, k, qkv[:, rotated:].float()
 
     def _mlp_and_output(self, layer: int, hidden: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         hidden = hidden + F.linear(attn.to(self.matmul_dtype), self.out[layer])
@@ -309,11 +315,6 @@ class LlamaDecoder:
             attn = torch.matmul(weights, values) / torch.matmul(weights, ones)
             hidden = self._mlp_and_output(i, hidden, attn.reshape(rows, -1))
         return self._logits(hidden)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def strip_wrapper_prefixes(name: str) -> str:
