@@ -82,3 +82,17 @@ def test_rejects_bad_schedules():
         ThreadChooser([0])
     with pytest.raises(ValueError):
         ThreadChooser([4, 2, 1], trial_rounds=2, period=5)
+
+
+def test_cli_sets_a_short_spin_unless_the_user_chose():
+    from oreal.cli import configure_openmp
+
+    environ: dict[str, str] = {}
+    configure_openmp(environ)
+    assert environ == {"GOMP_SPINCOUNT": "2000"}
+    mine = {"GOMP_SPINCOUNT": "300000"}
+    configure_openmp(mine)
+    assert mine == {"GOMP_SPINCOUNT": "300000"}
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    configure_openmp(passive)
+    assert passive == {"OMP_WAIT_POLICY": "PASSIVE"}

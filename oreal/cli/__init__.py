@@ -7,6 +7,7 @@ sympy) happen inside the commands so that ``oreal --help`` stays fast.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 
 import typer
 
@@ -52,15 +53,22 @@ app.command("search")(search_commands.search_command)
 app.add_typer(data_commands.app, name="data")
 
 
+def configure_openmp(environ: MutableMapping[str, str]) -> None:
+    """Short OpenMP spinning unless the user chose a wait policy or spin count.
+
+    libgomp's threads spin for 300,000 iterations before sleeping: beside another busy process
+    a decoding step (hundreds of short parallel regions) then waits on threads that are not
+    running. A short spin keeps an idle machine's speed (passive waiting cost 1.4x there) and
+    :mod:`oreal.threads` drops to fewer threads while another process holds a core
+    (docs/performance.md#threads). libgomp reads it when torch loads, so it is set first.
+    """
+    if "OMP_WAIT_POLICY" not in environ:
+        environ.setdefault("GOMP_SPINCOUNT", "2000")
+
+
 def main() -> None:
     # transformers' own "Loading weights" / "Writing model shards" bars would interleave with
     # oreal's progress; an explicit HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # libgomp's threads spin for 300,000 iterations before sleeping: beside another busy
-    # process a decoding step (hundreds of short parallel regions) then waits on threads that
-    # are not running. A short spin keeps an idle machine's speed (passive waiting cost 1.4x
-    # there), and oreal.threads drops to fewer threads when another process holds a core
-    # (benchmarks/results/step_load.json, docs/performance.md#threads). Read when torch loads.
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", "2000")
+    configure_openmp(os.environ)
     app()
