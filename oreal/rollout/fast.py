@@ -156,8 +156,9 @@ class FastGenerator:
         if cache is None or cache.rows < rows or cache.length < length:
             old_rows = cache.rows if cache is not None else 0
             old_length = cache.length if cache is not None else 0
+            # At least 2 rows: the decoder computes a lone row as a pair (bitwise batch-invariant).
             self._cache = cache = self.decoder.new_cache(
-                max(rows, old_rows), max(length, old_length)
+                max(rows, old_rows, 2), max(length, old_length)
             )
         return cache
 

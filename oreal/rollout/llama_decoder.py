@@ -38,6 +38,12 @@ __all__ = [
     "unsupported_reason",
 ]
 
+#: The decode step's attention span (and the cache length) is a multiple of this: CPU fp32
+#: matmuls over a span of 16k columns give the same sums whatever k (zero weights past a row's
+#: end), while other spans change the last bits of the softmax normaliser (measured for spans
+#: 16-1024 against 1024, 1 and 2 threads; e.g. a span of 54 or 70 differs from 64 or 128).
+_SPAN_MULTIPLE = 16
+
 SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"LlamaForCausalLM", "Qwen2ForCausalLM"})
 #: Rotary scalings whose inverse frequencies do not depend on the sequence length.
 _STATIC_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn"})
@@ -193,6 +199,7 @@ class LlamaDecoder:
     def new_cache(self, rows: int, length: int) -> KVCache:
         """A zeroed cache; fp32 storage of (in bf16 mode) bf16-rounded keys and values, so
         decode attention runs in fp32 without re-casting the cache at every step."""
+        length = _round_up(length, _SPAN_MULTIPLE)
         shape = (self.layers, rows, self.kv_heads, length, self.head_dim)
         return KVCache(torch.zeros(shape), torch.zeros(shape))
 
@@ -286,15 +293,23 @@ class LlamaDecoder:
         """One step for cache rows ``0..len(tokens)``: token ``tokens[r]`` at position (= cache
         column) ``positions[r]``; returns fp32 next-token logits ``[rows, vocab]``.
 
-        Attention is computed in fp32 with two matmuls over the row's left-aligned cache; the
-        span covers the longest row and shorter rows see exact zeros past their end. Scores
-        contract over head_dim, and the weighted sum of values is one fp32 matmul whose results
-        were measured not to change with the span or the number of rows (the numerator and
-        the normaliser use the same kind of matmul), so a row's numbers do not depend on the
-        others. SDPA's CPU kernel does change with the span (tested).
+        Attention is computed in fp32 with matmuls over the row's left-aligned cache; the span
+        covers the longest row, rounded up to a multiple of 16, and shorter rows see exact
+        zero weights past their end. Scores contract over head_dim; the weighted sum of values
+        and the normaliser (a matmul with ones) contract over the span, and their results were
+        measured not to change with the number of rows or with spans of 16k columns (other
+        spans do change the normaliser's last bits, hence the rounding), so a row's numbers do
+        not depend on the others. SDPA's CPU kernel does change with the span (tested).
+
+        A single row is computed as a pair (cache row 1 is free by this method's contract):
+        one-row tensors take other kernels, whose last bits differ (measured: bf16 GEMM of the
+        down projection, 576 x 1536, gave other values for 3 of 64 rows computed alone, none
+        in batches of 2 to 16; and one-row reductions).
         """
+        if tokens.shape[0] == 1 and cache.rows > 1:
+            return self.decode(tokens.repeat(2), positions.repeat(2), cache)[:1]
         rows = tokens.shape[0]
-        span = int(positions.max()) + 1
+        span = _round_up(int(positions.max()) + 1, _SPAN_MULTIPLE)
         row_index = torch.arange(rows)
         visible = torch.arange(span)[None, :] <= positions[:, None]  # [rows, span]
         hidden = F.embedding(tokens, self.embed)
@@ -315,6 +330,10 @@ class LlamaDecoder:
             attn = torch.matmul(weights, values) / torch.matmul(weights, ones)
             hidden = self._mlp_and_output(i, hidden, attn.reshape(rows, -1))
         return self._logits(hidden)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def strip_wrapper_prefixes(name: str) -> str:
