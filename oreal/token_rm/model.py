@@ -47,6 +47,7 @@ from oreal.models.logprobs import _decoder_and_head, response_positions
 from oreal.models.lora import LoraSettings, apply_lora, require_peft
 from oreal.models.reference import FrozenReference
 from oreal.runtime import Runtime, full_value
+from oreal.threads import shared_chooser
 from oreal.token_rm.weights import token_rm_loss
 
 ScorePosition = Literal["token", "previous"]
@@ -229,7 +230,9 @@ def token_rm_update(
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), dtype=torch.float64)
-    for rows in runtime.lockstep(len(batch), micro_batch_size):
+
+    def forward_backward(rows: Tensor | None) -> None:
+        nonlocal total
         part = batch[rows] if rows is not None else batch.placeholder()
         with autocast_context(device, autocast):
             part_logits = model(
@@ -251,6 +254,16 @@ def token_rm_update(
             logits[rows, : part_logits.shape[1]] = part_logits.detach()
             total += float(loss.detach()) / runtime.world_size
         loss.backward()
+
+    # Thread count per micro-batch chosen by timing (oreal/threads.py); values do not change.
+    threads = shared_chooser("token_rm_update", trial_rounds=1, period=32)
+    threads.begin(trial=False)
+    try:
+        for rows in runtime.lockstep(len(batch), micro_batch_size):
+            work = 1.0 if rows is None else float(batch.attention_mask[rows].sum())
+            threads.run(forward_backward, rows, work=work)
+    finally:
+        threads.restore()
     clip = grad_clip if grad_clip is not None else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), clip)
     optimizer.step()
