@@ -4,6 +4,7 @@ CPU rollout path, the vLLM backend (when importable), oreal's whole RL step and 
 
     python benchmarks/rl_step.py                 # embedded SmolLM2-135M, 8 prompts x 8, 64 tokens
     python benchmarks/rl_step.py --parts oreal,trl --steps 3
+    python benchmarks/rl_step.py --full-backward  # oreal does TRL's work: every row's backward
 
 The shape (issue 10): the embedded SmolLM2-135M-Instruct, 8 prompts x 8 rollouts, 64 new
 tokens at temperature 1, bf16 autocast, no KL (no reference model), one optimizer step per
@@ -83,8 +84,21 @@ def part_generate(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def part_oreal(args: argparse.Namespace) -> dict[str, Any]:
-    """``Trainer.train_step`` timed from outside: rollouts, verification, update."""
+    """``Trainer.train_step`` timed from outside: rollouts, verification, update.
+
+    With ``--full-backward`` every row runs its backward, as TRL's does: oreal otherwise runs
+    rows with zero advantage (GRPO's all-correct and all-wrong groups) forward only, which is
+    the same update for less work (docs/performance.md) but not the same work as TRL's step.
+    """
+    import torch
+
+    import oreal.train.update
     from oreal.train import OrealConfig, Trainer
+
+    if args.full_backward:
+        oreal.train.update.rows_without_gradient = lambda _params, advantages: torch.zeros(
+            advantages.shape[0], dtype=torch.bool
+        )
 
     problems = _problems(args.prompts * args.steps)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -242,6 +256,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per engine")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--vllm-memory", type=float, default=0.2)
+    parser.add_argument(
+        "--full-backward",
+        action="store_true",
+        help="oreal runs every row's backward (TRL's work), zero-advantage rows included",
+    )
     parser.add_argument("--part", help=argparse.SUPPRESS)  # run one part here (child process)
     parser.add_argument("--part-out", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="benchmarks/results/rl_step.json")
