@@ -3,7 +3,7 @@
 
     python benchmarks/rollout_speed.py                          # 8 prompts x 8 samples x 64 tokens
     python benchmarks/rollout_speed.py --backends fast --compete 1 --out /tmp/x.json
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/rollout_speed.py --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/rollout_speed.py --threads 2  # passive waiting
 
 HF and fast runs alternate (hf, fast, hf, fast, ...) after one warm-up each, so both see the
 same background load; vLLM runs last (its engine pins threads for the whole process). Sampling
@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/rollout_speed.json")
     args = parser.parse_args()
 
+    from oreal.cli import configure_openmp
+
+    configure_openmp(os.environ)  # oreal train's OpenMP setting, before torch loads
     import torch
     import transformers
 

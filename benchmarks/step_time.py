@@ -26,7 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+try:  # oreal train's OpenMP setting (GOMP_SPINCOUNT), before torch loads
+    from oreal.cli import configure_openmp
+
+    configure_openmp(os.environ)
+except ImportError:  # an older checkout on PYTHONPATH (before/after comparisons)
+    pass
+import torch  # noqa: E402
 
 
 def main() -> None:
