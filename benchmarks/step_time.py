@@ -32,7 +32,7 @@ try:  # oreal train's OpenMP setting (GOMP_SPINCOUNT), before torch loads
     configure_openmp(os.environ)
 except ImportError:  # an older checkout on PYTHONPATH (before/after comparisons)
     pass
-import torch  # noqa: E402
+import torch
 
 
 def main() -> None:
