@@ -1,19 +1,45 @@
 """What keeps the demo's memory down computes what it computed before.
 
-- the fused head skips the entropy pass when the entropy is only logged and widens the head's
-  gradient block by block: the same numbers, bit for bit.
+- the fused head skips the entropy pass when the entropy is only logged, widens the head's
+  gradient block by block, and the decoder runs without autocast's weight-cast cache: the
+  same numbers, bit for bit; so does gradient checkpointing.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
+import pytest
 import torch
+from torch import nn
 
-from oreal.models import fused_head
+from oreal.batch import TrainBatch, pad_rollouts
+from oreal.models import autocast_context, fused_head, token_logprobs
+from oreal.models import logprobs as logprobs_module
+from oreal.models.loading import enable_gradient_checkpointing
+from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
 from oreal.train.config import OrealConfig
 
 TinyConfig = Callable[..., OrealConfig]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+def rollout_batch(tokenizer, *, seed: int = 0, rows: int = 6) -> TrainBatch:
+    """Two prompts, rows // 2 responses each, of different lengths (right-padded)."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab = len(tokenizer)
+    pairs = []
+    for p in range(2):
+        prompt = torch.randint(4, vocab, (5 + 4 * p,), generator=gen).tolist()
+        for i in range(rows // 2):
+            response = torch.randint(4, vocab, (3 + 2 * i,), generator=gen).tolist()
+            pairs.append((prompt, response))
+    return pad_rollouts(pairs, tokenizer.pad_token_id)
 
 
 def fused_head_run(*, with_entropy: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -47,3 +73,42 @@ def test_the_head_gradient_is_widened_block_by_block_exactly(monkeypatch):
     whole = fused_head_run(with_entropy=False, seed=1)
     for got, expected in zip(blocked, whole, strict=True):
         assert torch.equal(got, expected)
+
+
+def scored(model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    with autocast_context("cpu", True):
+        logp, entropy = token_logprobs(
+            model, batch.input_ids, batch.attention_mask, batch.response_mask, with_entropy=True
+        )
+    assert entropy is not None
+    (logp.sum() + 0.1 * entropy.sum()).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logp.detach(), grads
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_the_uncached_decoder_forward_computes_the_same_numbers(
+    tokenizer, monkeypatch, checkpointing
+):
+    model = build_tiny_model(tokenizer, seed=2, tie_word_embeddings=True).train()
+    if checkpointing:
+        enable_gradient_checkpointing(model)
+    batch = rollout_batch(tokenizer, seed=3)
+    logp, grads = scored(model, batch)
+    monkeypatch.setattr(logprobs_module, "_uncached_autocast", lambda _: contextlib.nullcontext())
+    cached_logp, cached_grads = scored(model, batch)
+    assert torch.equal(logp, cached_logp)
+    assert grads.keys() == cached_grads.keys()
+    assert all(torch.equal(grads[name], cached_grads[name]) for name in grads)
+
+
+def test_gradient_checkpointing_changes_no_gradient_under_autocast(tokenizer):
+    """The demo's setting: recomputed layers give the stored layers' numbers, bit for bit."""
+    model = build_tiny_model(tokenizer, seed=5, tie_word_embeddings=True).train()
+    batch = rollout_batch(tokenizer, seed=4)
+    logp, grads = scored(model, batch)
+    enable_gradient_checkpointing(model)
+    checkpointed_logp, checkpointed_grads = scored(model, batch)
+    assert torch.equal(logp, checkpointed_logp)
+    assert all(torch.equal(grads[name], checkpointed_grads[name]) for name in grads)
