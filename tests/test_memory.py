@@ -1,5 +1,7 @@
 """What keeps the demo's memory down computes what it computed before.
 
+- the frozen reference stores its linear weights in bf16 when it is scored under bf16 autocast:
+  its log-probs are bit-identical to an fp32 copy's, in less memory;
 - the fused head skips the entropy pass when the entropy is only logged, widens the head's
   gradient block by block, and the decoder runs without autocast's weight-cast cache: the
   same numbers, bit for bit; so does gradient checkpointing.
@@ -13,12 +15,15 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from oreal.batch import TrainBatch, pad_rollouts
 from oreal.models import autocast_context, fused_head, token_logprobs
 from oreal.models import logprobs as logprobs_module
 from oreal.models.loading import enable_gradient_checkpointing
+from oreal.models.reference import FrozenReference
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
+from oreal.train import Trainer
 from oreal.train.config import OrealConfig
 
 TinyConfig = Callable[..., OrealConfig]
@@ -27,6 +32,24 @@ TinyConfig = Callable[..., OrealConfig]
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tiny_tokenizer()
+
+
+def tiny_qwen2(tokenizer) -> Qwen2ForCausalLM:
+    """A tiny Qwen2: q/k/v biases (cast with their weights) and tied embeddings."""
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        return Qwen2ForCausalLM(config).eval()
 
 
 def rollout_batch(tokenizer, *, seed: int = 0, rows: int = 6) -> TrainBatch:
@@ -40,6 +63,52 @@ def rollout_batch(tokenizer, *, seed: int = 0, rows: int = 6) -> TrainBatch:
             response = torch.randint(4, vocab, (3 + 2 * i,), generator=gen).tolist()
             pairs.append((prompt, response))
     return pad_rollouts(pairs, tokenizer.pad_token_id)
+
+
+def parameter_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+@pytest.mark.parametrize("architecture", ["llama", "llama_tied", "qwen2"])
+def test_bf16_reference_scores_exactly_as_an_fp32_one_under_autocast(tokenizer, architecture):
+    if architecture == "qwen2":
+        policy: nn.Module = tiny_qwen2(tokenizer)
+    else:
+        policy = build_tiny_model(tokenizer, seed=1, tie_word_embeddings=architecture != "llama")
+    full = FrozenReference.copy_of(policy)
+    low = FrozenReference.copy_of(policy, matmul_dtype=torch.bfloat16)
+    embedding = low.module.get_input_embeddings().weight
+    tied = low.module.get_output_embeddings().weight is embedding
+    for module in low.module.modules():
+        if isinstance(module, nn.Linear):
+            expected = torch.float32 if tied and module.weight is embedding else torch.bfloat16
+            assert module.weight.dtype == expected
+            assert module.bias is None or module.bias.dtype == expected
+    assert embedding.dtype == torch.float32  # the lookup reads fp32 rows
+    assert parameter_bytes(low.module) < 0.75 * parameter_bytes(full.module)
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # the policy untouched
+
+    batch = rollout_batch(tokenizer)
+    settings = {"micro_batch_size": 4, "autocast": True, "temperature": 0.7}
+    assert torch.equal(low.logprobs(batch, **settings), full.logprobs(batch, **settings))
+    with pytest.raises(ValueError, match="autocast"):
+        low.logprobs(batch, micro_batch_size=4, autocast=False)
+
+
+def test_the_build_stores_the_reference_in_bf16_only_under_autocast(tiny_config, tmp_path):
+    settings = ("algorithm.name=grpo", "algorithm.params.kl_coef=0.01", "train.steps=1")
+    with_bf16 = Trainer(args=tiny_config(tmp_path / "a", *settings, "model.bf16_autocast=true"))
+    without = Trainer(args=tiny_config(tmp_path / "b", *settings))
+    try:
+        assert with_bf16.reference is not None and without.reference is not None
+        assert with_bf16.reference.matmul_dtype == torch.bfloat16
+        layer = with_bf16.reference.module.model.layers[0]
+        assert layer.self_attn.q_proj.weight.dtype == torch.bfloat16
+        assert without.reference.matmul_dtype is None
+        assert all(p.dtype == torch.float32 for p in without.reference.module.parameters())
+    finally:
+        with_bf16.close()
+        without.close()
 
 
 def fused_head_run(*, with_entropy: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
