@@ -4,13 +4,15 @@
   its log-probs are bit-identical to an fp32 copy's, in less memory;
 - the fused head skips the entropy pass when the entropy is only logged, widens the head's
   gradient block by block, and the decoder runs without autocast's weight-cast cache: the
-  same numbers, bit for bit; so does gradient checkpointing.
+  same numbers, bit for bit; so does gradient checkpointing;
+- cached bf16 head copies and the gradients after an update are freed.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +183,33 @@ def test_gradient_checkpointing_changes_no_gradient_under_autocast(tokenizer):
     checkpointed_logp, checkpointed_grads = scored(model, batch)
     assert torch.equal(logp, checkpointed_logp)
     assert all(torch.equal(grads[name], checkpointed_grads[name]) for name in grads)
+
+
+def test_cached_head_copies_are_dropped_by_a_step_and_after_reference_scoring(tokenizer):
+    model = build_tiny_model(tokenizer, seed=6, tie_word_embeddings=True).train()
+    head = model.get_output_embeddings().weight
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = rollout_batch(tokenizer, seed=5)
+    scored(model, batch)
+    assert hasattr(head, "_oreal_low_precision")  # shared by the micro-batches of a step
+    optimizer.step()
+    assert not hasattr(head, "_oreal_low_precision")  # stale: freed, not kept to the next use
+
+    reference = FrozenReference.copy_of(model, matmul_dtype=torch.bfloat16)
+    reference.logprobs(batch, micro_batch_size=3, autocast=True)
+    reference_head = reference.module.get_output_embeddings().weight
+    assert not hasattr(reference_head, "_oreal_low_precision")
+
+
+def test_gradients_are_freed_after_an_update(tiny_config: TinyConfig, tmp_path: Path):
+    trainer = Trainer(args=tiny_config(tmp_path / "run", "algorithm.name=grpo", reward="has_digit"))
+    try:
+        record: dict[str, float] = {}
+        for _ in range(4):  # a step with a mixed group updates the policy
+            record = trainer.train_step()
+            if "grad_norm" in record:
+                break
+        assert "grad_norm" in record, "no step updated the policy, so this proves nothing"
+        assert all(p.grad is None for p in trainer.policy.parameters())
+    finally:
+        trainer.close()

@@ -9,22 +9,41 @@ buffers back to the kernel between chunks.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 
-__all__ = ["FusedHeadLogprobs", "retain_freed_memory", "weights_generation"]
+__all__ = [
+    "FusedHeadLogprobs",
+    "release_low_precision_copies",
+    "retain_freed_memory",
+    "weights_generation",
+]
 
 #: Bumped after every ``torch.optim.Optimizer.step`` in the process (a global step hook).
 #: Fused optimizers (``AdamW(fused=True)``, on CPU and CUDA) update parameters without bumping
 #: their autograd ``_version``, so the version alone cannot tell that a weight changed.
 _generation = 0
 _hook_installed = False
+#: Weights that carry a cached low-precision copy (:func:`low_precision`).
+_cached: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
 
 
 def _bump_generation(*_: Any) -> None:
     global _generation
     _generation += 1
+    release_low_precision_copies()  # stale now: no call could reuse them
+
+
+def release_low_precision_copies() -> None:
+    """Drop every cached low-precision weight copy (54 MB per SmolLM2 head). Each one is
+    stale after the next optimizer step anyway (its key holds :func:`weights_generation`),
+    so a holder that is done for this step (the reference after scoring) loses nothing."""
+    for weight in list(_cached):
+        if hasattr(weight, "_oreal_low_precision"):
+            del weight._oreal_low_precision
+    _cached.clear()
 
 
 def weights_generation() -> int:
@@ -47,8 +66,9 @@ def scaled_logits(hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> t
 
 def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = True) -> torch.Tensor:
     """``weight`` in ``dtype``, cast once per weight version (49152 x 576 for SmolLM2's head):
-    micro-batches between two optimizer steps, and a frozen reference across all steps, share
-    one cast instead of one per call.
+    the micro-batches between two optimizer steps share one cast instead of one per call. Any
+    optimizer step drops every cached copy (:func:`release_low_precision_copies`), so a
+    frozen reference's head too is cast once per step.
 
     The cached copy is keyed by the storage, the autograd version (in-place ``copy_``,
     ``load_state_dict``, foreach optimizers) and :func:`weights_generation` (any optimizer
@@ -65,6 +85,7 @@ def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = Tru
         return cached[1]
     low = weight.detach().to(dtype)
     weight._oreal_low_precision = (key, low)  # type: ignore[attr-defined]
+    _cached.add(weight)
     return low
 
 

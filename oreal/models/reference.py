@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from oreal.models.fused_head import release_low_precision_copies
 from oreal.models.logprobs import batch_logprobs
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class FrozenReference:
                 "under autocast only (build it without matmul_dtype for fp32 scoring)"
             )
         with self.active() as module:
-            return batch_logprobs(
+            logprobs = batch_logprobs(
                 module,
                 batch,
                 micro_batch_size=micro_batch_size,
@@ -119,6 +120,9 @@ class FrozenReference:
                 temperature=temperature,
                 runtime=runtime,
             )
+        # Its head's bf16 cast is stale after the coming update: not kept through it.
+        release_low_precision_copies()
+        return logprobs
 
 
 def low_precision_reference_supported(model: nn.Module) -> bool:

@@ -409,7 +409,7 @@ class Trainer:
 
     def update(self, train: TrainBatch) -> dict[str, float]:
         cfg = self.config
-        return policy_update(
+        record = policy_update(
             self.policy,
             self.optimizer,
             self.algorithm,
@@ -425,6 +425,10 @@ class Trainer:
             seed=cfg.train.seed,
             step=self.step,
         )
+        # Dead once the optimizer stepped (the next update starts from zero_grad): freed now,
+        # not held through the rollouts, evaluations and checkpoints before it.
+        self.optimizer.zero_grad(set_to_none=True)
+        return record
 
     def step_metrics(self, batch: StepBatch) -> dict[str, float]:
         """The step's rollout metrics over every rank, and the samples to log (main rank)."""
