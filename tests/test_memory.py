@@ -5,12 +5,15 @@
 - the fused head skips the entropy pass when the entropy is only logged, widens the head's
   gradient block by block, and the decoder runs without autocast's weight-cast cache: the
   same numbers, bit for bit; so does gradient checkpointing;
-- cached bf16 head copies and the gradients after an update are freed.
+- cached bf16 head copies and the gradients after an update are freed;
+- the allocator settings defer to the user's ``MALLOC_*`` variables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from oreal.batch import TrainBatch, pad_rollouts
-from oreal.models import autocast_context, fused_head, token_logprobs
+from oreal.models import allocator, autocast_context, fused_head, token_logprobs
 from oreal.models import logprobs as logprobs_module
 from oreal.models.loading import enable_gradient_checkpointing
 from oreal.models.reference import FrozenReference
@@ -213,3 +216,15 @@ def test_gradients_are_freed_after_an_update(tiny_config: TinyConfig, tmp_path: 
         assert all(p.grad is None for p in trainer.policy.parameters())
     finally:
         trainer.close()
+
+
+def test_the_allocator_settings_defer_to_the_users(monkeypatch):
+    monkeypatch.setattr(allocator, "_tuned", None)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert allocator.tune_allocator() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setattr(allocator, "_tuned", None)
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    if any(name.startswith("MALLOC_") for name in os.environ):
+        pytest.skip("a MALLOC_* variable is set in this environment")
+    assert allocator.tune_allocator() is on_glibc

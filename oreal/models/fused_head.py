@@ -3,8 +3,8 @@
 :func:`oreal.models.token_logprobs` routes a plain bias-free ``nn.Linear`` head (no logit
 soft-capping) through :class:`FusedHeadLogprobs`: the same numbers as the generic chunked path
 under autocast, with the head weight cast to the compute dtype once per optimizer step and a
-hand-written backward. :func:`retain_freed_memory` keeps glibc from handing the large per-chunk
-buffers back to the kernel between chunks.
+hand-written backward. The allocator settings that keep its large per-chunk buffers from being
+page-faulted in anew at every chunk are in :mod:`oreal.models.allocator`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = [
-    "FusedHeadLogprobs",
-    "release_low_precision_copies",
-    "retain_freed_memory",
-    "weights_generation",
-]
+__all__ = ["FusedHeadLogprobs", "release_low_precision_copies", "weights_generation"]
 
 #: Bumped after every ``torch.optim.Optimizer.step`` in the process (a global step hook).
 #: Fused optimizers (``AdamW(fused=True)``, on CPU and CUDA) update parameters without bumping
@@ -227,36 +222,3 @@ def _add_widened(total: torch.Tensor, part: torch.Tensor) -> None:
     """
     for start in range(0, part.shape[0], _WIDEN_ROWS):
         total[start : start + _WIDEN_ROWS] += part[start : start + _WIDEN_ROWS].to(total.dtype)
-
-
-_freed_memory_retained: bool | None = None
-
-
-def retain_freed_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of returning it to the OS (once per
-    process; True when set). Returns False off glibc or when ``MALLOC_MMAP_MAX_`` is set.
-
-    glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on free, so
-    each chunk of fp32 logits (512 x 49152 x 4 bytes = 100 MB) and each fp32 head gradient
-    is page-faulted in anew, zeroed by the kernel page by page: measured on the 2-core machine,
-    a quarter of an update's CPU time was system time. With ``mmap`` off and no trimming,
-    freed blocks are reused; peak RSS is unchanged (the same blocks are live at the peak).
-    """
-    global _freed_memory_retained
-    if _freed_memory_retained is not None:
-        return _freed_memory_retained
-    import ctypes
-    import os
-    import platform
-
-    _freed_memory_retained = False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if any(name.startswith("MALLOC_") for name in os.environ):
-        return False  # the user tuned the allocator: theirs wins
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc = ctypes.CDLL(None)
-    _freed_memory_retained = bool(
-        libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
-    )
-    return _freed_memory_retained

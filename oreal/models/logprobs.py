@@ -24,8 +24,9 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 
 from oreal.batch import shared_prefix_layout
+from oreal.models.allocator import tune_allocator
 from oreal.models.device import autocast_context
-from oreal.models.fused_head import FusedHeadLogprobs, retain_freed_memory
+from oreal.models.fused_head import FusedHeadLogprobs
 from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def token_logprobs(
     from oreal.runtime import through_root
 
     if input_ids.device.type == "cpu":
-        retain_freed_memory()
+        tune_allocator()
     return through_root(
         model,
         _token_logprobs,
