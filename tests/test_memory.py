@@ -5,7 +5,8 @@
 - the fused head skips the entropy pass when the entropy is only logged, widens the head's
   gradient block by block, and the decoder runs without autocast's weight-cast cache: the
   same numbers, bit for bit; so does gradient checkpointing;
-- cached bf16 head copies and the gradients after an update are freed;
+- cached bf16 head copies, the gradients after an update and the rollout engine during one
+  are freed, and a rebuilt engine samples exactly what a refreshed one samples;
 - the allocator settings defer to the user's ``MALLOC_*`` variables.
 """
 
@@ -28,8 +29,10 @@ from oreal.models import logprobs as logprobs_module
 from oreal.models.loading import enable_gradient_checkpointing
 from oreal.models.reference import FrozenReference
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
+from oreal.rollout import FastGenerator, SamplingParams
 from oreal.train import Trainer
 from oreal.train.config import OrealConfig
+from oreal.train.engine import RebuildableEngine
 
 TinyConfig = Callable[..., OrealConfig]
 
@@ -216,6 +219,32 @@ def test_gradients_are_freed_after_an_update(tiny_config: TinyConfig, tmp_path: 
         assert all(p.grad is None for p in trainer.policy.parameters())
     finally:
         trainer.close()
+
+
+def test_a_rebuilt_engine_samples_what_a_refreshed_one_samples(tokenizer):
+    model = build_tiny_model(tokenizer, seed=7, tie_word_embeddings=True)
+    refreshed = FastGenerator(model, tokenizer, max_batch_size=5)
+    rebuilt = RebuildableEngine(lambda: FastGenerator(model, tokenizer, max_batch_size=5))
+    prompts = ["1+1=", "What is 12*3-4?", "(2+3)*4="]
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, seed=11)
+    for generator in (refreshed, rebuilt):  # both fill their KV caches once
+        generator.generate(prompts, params, 3)
+
+    with torch.no_grad():  # "an update"
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    rebuilt.release()
+    assert rebuilt.released
+    refreshed.sync_weights(model)
+    rebuilt.sync_weights(model.state_dict())
+    assert not rebuilt.released
+
+    expected, got = refreshed.generate(prompts, params, 3), rebuilt.generate(prompts, params, 3)
+    assert [o.response_ids for o in got] == [o.response_ids for o in expected]
+    assert [o.logprobs for o in got] == [o.logprobs for o in expected]
+    rebuilt.release()
+    again = rebuilt.generate(prompts, params, 3)  # built on demand
+    assert [o.response_ids for o in again] == [o.response_ids for o in expected]
 
 
 def test_the_allocator_settings_defer_to_the_users(monkeypatch):

@@ -24,7 +24,7 @@ import ctypes
 import os
 import platform
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune_allocator"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "return_free_memory", "tune_allocator"]
 
 #: Blocks of at least this many bytes are mapped on demand and unmapped when freed.
 MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -53,3 +53,13 @@ def tune_allocator() -> bool:
         and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
     return _tuned
+
+
+def return_free_memory() -> bool:
+    """Hand every free page of the heap back to the kernel (glibc's ``malloc_trim(0)``: all
+    arenas, holes included, not only the top); the blocks stay reusable. For the moment a
+    phase has freed much of what the next one will not allocate again in the same sizes.
+    False off glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    return bool(ctypes.CDLL(None).malloc_trim(0))

@@ -37,6 +37,7 @@ from oreal.seeding import Purpose, derive_seed
 from oreal.token_rm import TokenRMTrainer
 from oreal.train.checkpoint import Checkpoint
 from oreal.train.config import OrealConfig
+from oreal.train.engine import RebuildableEngine
 
 __all__ = [
     "BuildError",
@@ -252,7 +253,10 @@ def _with_models(
     algorithm = config.algorithm.resolved
     lora = config.model.lora
     backend = rollout_backend(config, runtime, policy) if generator is None else "given"
-    if backend in ("fast", "vllm"):  # an engine with its own copy of the initial weights
+    if backend == "fast" and not runtime.distributed and lora.rank == 0:
+        # its weights are a cast of the policy's: dropped for each update, rebuilt after it
+        generator = RebuildableEngine(lambda: _own_engine(backend, config, policy, tokenizer))
+    elif backend in ("fast", "vllm"):  # an engine with its own copy of the initial weights
         generator = _own_engine(backend, config, policy, tokenizer)
     # transformers generate under data parallelism needs an unsharded copy of its own
     plain_copy = copy.deepcopy(policy) if backend == "hf" and runtime.distributed else None

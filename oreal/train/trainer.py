@@ -42,6 +42,7 @@ from oreal.train.checkpoint import (
     save_trainer,
 )
 from oreal.train.config import OrealConfig
+from oreal.train.engine import RebuildableEngine
 from oreal.train.records import RunLock, gather_step_records, prepare_run_dir
 from oreal.train.update import policy_update
 
@@ -254,6 +255,8 @@ class Trainer:
             record["policy_frozen"] = float(frozen)
 
         if num_kept and not frozen:  # -> loss -> update
+            if isinstance(self.generator, RebuildableEngine):
+                self.generator.release()  # not needed until its refresh after the update
             with _timed(timings, "time_score"):
                 record.update(self.score_tokens(kept, train))
             with _timed(timings, "time_train"):
