@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["autocast_context", "pick_device"]
+__all__ = ["autocast_context", "autocast_dtype", "pick_device"]
 
 
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:
@@ -35,12 +35,20 @@ def autocast_context(
     fp16 is deliberately not offered: it needs loss scaling, bf16 does not. On a CUDA device
     without bf16 support autocast is skipped (fp32 compute) rather than silently switching dtype.
     """
+    if autocast_dtype(device, enabled, dtype) is None:
+        yield
+        return
+    with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+        yield
+
+
+def autocast_dtype(
+    device: str | torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16
+) -> torch.dtype | None:
+    """The dtype :func:`autocast_context` computes matmuls in with these arguments; None
+    where it does not autocast (disabled, a device without bf16, not CPU or CUDA)."""
     device_type = torch.device(device).type
     usable = device_type == "cpu" or (
         device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     )
-    if not enabled or not usable:
-        yield
-        return
-    with torch.autocast(device_type=device_type, dtype=dtype):
-        yield
+    return dtype if enabled and usable else None

@@ -3,28 +3,42 @@
 :func:`oreal.models.token_logprobs` routes a plain bias-free ``nn.Linear`` head (no logit
 soft-capping) through :class:`FusedHeadLogprobs`: the same numbers as the generic chunked path
 under autocast, with the head weight cast to the compute dtype once per optimizer step and a
-hand-written backward. :func:`retain_freed_memory` keeps glibc from handing the large per-chunk
-buffers back to the kernel between chunks.
+hand-written backward. The allocator settings that keep its large per-chunk buffers from being
+page-faulted in anew at every chunk are in :mod:`oreal.models.allocator`.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 
-__all__ = ["FusedHeadLogprobs", "retain_freed_memory", "weights_generation"]
+__all__ = ["FusedHeadLogprobs", "release_low_precision_copies", "weights_generation"]
 
 #: Bumped after every ``torch.optim.Optimizer.step`` in the process (a global step hook).
 #: Fused optimizers (``AdamW(fused=True)``, on CPU and CUDA) update parameters without bumping
 #: their autograd ``_version``, so the version alone cannot tell that a weight changed.
 _generation = 0
 _hook_installed = False
+#: Weights that carry a cached low-precision copy (:func:`low_precision`).
+_cached: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
 
 
 def _bump_generation(*_: Any) -> None:
     global _generation
     _generation += 1
+    release_low_precision_copies()  # stale now: no call could reuse them
+
+
+def release_low_precision_copies() -> None:
+    """Drop every cached low-precision weight copy (54 MB per SmolLM2 head). Each one is
+    stale after the next optimizer step anyway (its key holds :func:`weights_generation`),
+    so a holder that is done for this step (the reference after scoring) loses nothing."""
+    for weight in list(_cached):
+        if hasattr(weight, "_oreal_low_precision"):
+            del weight._oreal_low_precision
+    _cached.clear()
 
 
 def weights_generation() -> int:
@@ -47,8 +61,9 @@ def scaled_logits(hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> t
 
 def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = True) -> torch.Tensor:
     """``weight`` in ``dtype``, cast once per weight version (49152 x 576 for SmolLM2's head):
-    micro-batches between two optimizer steps, and a frozen reference across all steps, share
-    one cast instead of one per call.
+    the micro-batches between two optimizer steps share one cast instead of one per call. Any
+    optimizer step drops every cached copy (:func:`release_low_precision_copies`), so a
+    frozen reference's head too is cast once per step.
 
     The cached copy is keyed by the storage, the autograd version (in-place ``copy_``,
     ``load_state_dict``, foreach optimizers) and :func:`weights_generation` (any optimizer
@@ -65,6 +80,7 @@ def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = Tru
         return cached[1]
     low = weight.detach().to(dtype)
     weight._oreal_low_precision = (key, low)  # type: ignore[attr-defined]
+    _cached.add(weight)
     return low
 
 
@@ -107,16 +123,25 @@ class FusedHeadLogprobs(torch.autograd.Function):
             logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
             # logsumexp by hand: its unnormalised exponentials also give E_p[z] (one dot).
             top = logits.amax(dim=-1)
-            unnormalised = torch.sub(logits, top[:, None]).exp_()
+            target_logits = logits.gather(-1, targets[lo:hi, None]).squeeze(-1)
+            # Without the entropy the logits are dead once exponentiated: in place, one fp32
+            # chunk instead of two.
+            shifted = torch.sub(logits, top[:, None]) if with_entropy else logits.sub_(top[:, None])
+            unnormalised = shifted.exp_()
             total = unnormalised.sum(dim=-1)
             chunk_lse = top + total.log()
             lse[lo:hi] = chunk_lse
-            logp[lo:hi] = logits.gather(-1, targets[lo:hi, None]).squeeze(-1) - chunk_lse
+            logp[lo:hi] = target_logits - chunk_lse
             if with_entropy:
                 mean_logit[lo:hi] = torch.linalg.vecdot(unnormalised, logits) / total
+            del logits, shifted, unnormalised  # before the next chunk's are made
         entropy = lse - mean_logit if with_entropy else logp.new_zeros(count)
         ctx.save_for_backward(low_hidden, low_weight, targets, lse, mean_logit)
         ctx.settings = (scale, chunk_size, hidden.dtype, weight.dtype)
+        # An entropy that is only logged (detached) then reaches backward as None instead of
+        # a tensor of zeros, and its pass over the chunk is skipped (same numbers, up to the
+        # sign of zero gradients).
+        ctx.set_materialize_grads(False)
         if not with_entropy:
             ctx.mark_non_differentiable(entropy)
         return logp, entropy
@@ -138,7 +163,13 @@ class FusedHeadLogprobs(torch.autograd.Function):
         for lo in range(0, count, chunk_size):
             hi = min(lo + chunk_size, count)
             logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
-            probs = torch.sub(logits, lse[lo:hi, None]).exp_()
+            # Without the entropy term the logits are not needed once p is formed: p takes
+            # their buffer (one fp32 chunk, 100 MB for SmolLM2, instead of two).
+            probs = (
+                torch.sub(logits, lse[lo:hi, None]).exp_()
+                if use_entropy
+                else logits.sub_(lse[lo:hi, None]).exp_()
+            )
             # d(loss)/d(raw logits) = scale * d(loss)/dz; the factor goes into the coefficients.
             g = grad_logp[lo:hi, None] * scale
             rows = torch.arange(hi - lo, device=probs.device)
@@ -150,20 +181,25 @@ class FusedHeadLogprobs(torch.autograd.Function):
                 coef = logits.mul_(-g_entropy).add_(g_entropy * mean_logit[lo:hi, None] - g)
                 target_coef = coef[rows, targets[lo:hi]]
                 low_grad = torch.mul(probs, coef, out=torch.empty_like(probs, dtype=dtype))
+                del coef  # the logits' buffer
             else:
                 target_coef = -g[:, 0]
                 low_grad = torch.mul(probs, -g, out=torch.empty_like(probs, dtype=dtype))
             # The one-hot term, added in fp32 before the single rounding to the compute dtype.
             low_grad[rows, targets[lo:hi]] = (target_probs * target_coef + g[:, 0]).to(dtype)
+            # The fp32 chunk buffers are dead now: freed before the weight gradient's buffers
+            # are made, and before the next chunk's (the backward's memory peak is here).
+            del probs, logits
             if grad_hidden is not None:
                 grad_hidden[lo:hi] = low_grad @ low_weight
-            if not need_weight:
-                continue
-            chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
-            if grad_weight is None:
-                grad_weight = chunk_weight_grad.to(torch.float32)
-            else:  # widened first: a mixed-dtype add_ takes a slow, unvectorised path
-                grad_weight += chunk_weight_grad.to(torch.float32)
+            if need_weight:
+                chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
+                if grad_weight is None:
+                    grad_weight = chunk_weight_grad.to(torch.float32)
+                else:
+                    _add_widened(grad_weight, chunk_weight_grad)
+                del chunk_weight_grad
+            del low_grad
         if need_weight and grad_weight is None:  # no rows
             grad_weight = low_weight.new_zeros(low_weight.shape, dtype=torch.float32)
         return (
@@ -173,34 +209,16 @@ class FusedHeadLogprobs(torch.autograd.Function):
         )
 
 
-_freed_memory_retained: bool | None = None
+#: Rows of the head's weight gradient widened to fp32 at a time by :func:`_add_widened`.
+_WIDEN_ROWS = 4096
 
 
-def retain_freed_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of returning it to the OS (once per
-    process; True when set). Returns False off glibc or when ``MALLOC_MMAP_MAX_`` is set.
+def _add_widened(total: torch.Tensor, part: torch.Tensor) -> None:
+    """``total += part.float()`` without an fp32 copy of all of ``part``: block by block.
 
-    glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on free, so
-    each chunk of fp32 logits (512 x 49152 x 4 bytes = 100 MB) and each fp32 head gradient
-    is page-faulted in anew, zeroed by the kernel page by page: measured on the 2-core machine,
-    a quarter of an update's CPU time was system time. With ``mmap`` off and no trimming,
-    freed blocks are reused; peak RSS is unchanged (the same blocks are live at the peak).
+    A mixed-dtype ``add_`` takes a slow, unvectorised path, so ``part`` is widened first, but
+    a whole fp32 copy of a head gradient is 113 MB for SmolLM2 (49152 x 576), live next to the
+    sum at the moment the update's memory peaks. The same elementwise sum, in blocks of rows.
     """
-    global _freed_memory_retained
-    if _freed_memory_retained is not None:
-        return _freed_memory_retained
-    import ctypes
-    import os
-    import platform
-
-    _freed_memory_retained = False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if any(name.startswith("MALLOC_") for name in os.environ):
-        return False  # the user tuned the allocator: theirs wins
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc = ctypes.CDLL(None)
-    _freed_memory_retained = bool(
-        libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
-    )
-    return _freed_memory_retained
+    for start in range(0, part.shape[0], _WIDEN_ROWS):
+        total[start : start + _WIDEN_ROWS] += part[start : start + _WIDEN_ROWS].to(total.dtype)

@@ -15,6 +15,7 @@ matching boolean mask is :func:`compact_response_mask` (also produced by
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,8 +24,9 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 
 from oreal.batch import shared_prefix_layout
+from oreal.models.allocator import tune_allocator
 from oreal.models.device import autocast_context
-from oreal.models.fused_head import FusedHeadLogprobs, retain_freed_memory
+from oreal.models.fused_head import FusedHeadLogprobs
 from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
 from oreal.threads import shared_chooser
 
@@ -188,7 +190,7 @@ def token_logprobs(
     from oreal.runtime import through_root
 
     if input_ids.device.type == "cpu":
-        retain_freed_memory()
+        tune_allocator()
     return through_root(
         model,
         _token_logprobs,
@@ -201,6 +203,24 @@ def token_logprobs(
         temperature=temperature,
         use_checkpoint=use_checkpoint,
     )
+
+
+def _uncached_autocast(device_type: str) -> contextlib.AbstractContextManager[None]:
+    """Autocast as it is, but with its weight-cast cache off, for the decoder's forward (a
+    no-op without autocast).
+
+    Autocast caches the bf16 cast of every trainable weight until its outermost context
+    exits, i.e. past the whole forward: 212 MB for SmolLM2's layers. The decoder's forward
+    casts each weight once anyway, so the cache saves nothing there; without it the casts of
+    a checkpointed layer die with the layer, as its activations do (the backward recomputes
+    them; without checkpointing the backward keeps each cast weight either way). The
+    numbers are the same: the same casts, made as often. The head keeps the cache (the
+    generic chunked path uses its weight once per chunk).
+    """
+    if not torch.is_autocast_enabled(device_type) or not torch.is_autocast_cache_enabled():
+        return contextlib.nullcontext()
+    dtype = torch.get_autocast_dtype(device_type)
+    return torch.autocast(device_type=device_type, dtype=dtype, cache_enabled=False)
 
 
 def _token_logprobs(
@@ -233,20 +253,22 @@ def _token_logprobs(
         # One unpadded stream, each prompt once (SharedPrefixLayout); attention is chosen by the
         # layout travelling with the call, also when a checkpointed layer is recomputed.
         use_shared_prefix_attention(model)
-        hidden = decoder(
-            input_ids=layout.input_ids,
-            position_ids=layout.position_ids,
-            # A 4-D mask is passed through as is: no mask is built (the layout is the mask).
-            attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device),
-            use_cache=False,
-            shared_prefix_layout=layout,
-        )
+        with _uncached_autocast(input_ids.device.type):
+            hidden = decoder(
+                input_ids=layout.input_ids,
+                position_ids=layout.position_ids,
+                # A 4-D mask is passed through as is: no mask is built (the layout is the mask).
+                attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device),
+                use_cache=False,
+                shared_prefix_layout=layout,
+            )
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         flat_hidden = hidden[0, layout.score_positions]
         flat_targets, valid = layout.score_targets, layout.compact_valid
     else:
         index, valid = response_positions(mask)
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        with _uncached_autocast(input_ids.device.type):
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         size = hidden.shape[-1]
         # Only hidden states that predict a response token are kept: position t - 1 predicts t.

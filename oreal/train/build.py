@@ -24,9 +24,10 @@ from oreal.data import Problem, get_template, load_problems, render_prompt
 from oreal.data.loaders import problems_from_rows
 from oreal.errors import UserError
 from oreal.models import load_policy, prepare_tokenizer
+from oreal.models.device import autocast_dtype
 from oreal.models.logprobs import _decoder_and_head
 from oreal.models.lora import LoraSettings, apply_lora
-from oreal.models.reference import FrozenReference
+from oreal.models.reference import FrozenReference, low_precision_reference_supported
 from oreal.optim import make_optimizer, restore_schedule
 from oreal.rewards import RewardError, RewardStage, build_terms, check_terms_for
 from oreal.rollout import Generator, HFGenerator
@@ -36,6 +37,7 @@ from oreal.seeding import Purpose, derive_seed
 from oreal.token_rm import TokenRMTrainer
 from oreal.train.checkpoint import Checkpoint
 from oreal.train.config import OrealConfig
+from oreal.train.engine import RebuildableEngine
 
 __all__ = [
     "BuildError",
@@ -251,13 +253,18 @@ def _with_models(
     algorithm = config.algorithm.resolved
     lora = config.model.lora
     backend = rollout_backend(config, runtime, policy) if generator is None else "given"
-    if backend in ("fast", "vllm"):  # an engine with its own copy of the initial weights
+    if backend == "fast" and not runtime.distributed and lora.rank == 0:
+        # its weights are a cast of the policy's: dropped for each update, rebuilt after it
+        generator = RebuildableEngine(lambda: _own_engine(backend, config, policy, tokenizer))
+    elif backend in ("fast", "vllm"):  # an engine with its own copy of the initial weights
         generator = _own_engine(backend, config, policy, tokenizer)
     # transformers generate under data parallelism needs an unsharded copy of its own
     plain_copy = copy.deepcopy(policy) if backend == "hf" and runtime.distributed else None
     reference = None
     if algorithm.needs_reference and lora.rank == 0:
-        reference = FrozenReference.copy_of(policy)
+        reference = FrozenReference.copy_of(
+            policy, matmul_dtype=_reference_dtype(config, runtime, policy)
+        )
     token_rm = None
     if config.token_rm.enabled:
         token_rm = TokenRMTrainer(
@@ -312,6 +319,17 @@ def _with_models(
         optimizer=optimizer,
         scheduler=scheduler,
     )
+
+
+def _reference_dtype(
+    config: OrealConfig, runtime: Runtime, policy: nn.Module
+) -> torch.dtype | None:
+    """bf16 for the frozen reference's linear weights when it is scored under bf16 autocast
+    (the same log-probs in half their memory; oreal.models.reference), else None (fp32)."""
+    dtype = autocast_dtype(runtime.device, config.model.bf16_autocast)
+    if dtype is None or not low_precision_reference_supported(policy):
+        return None
+    return dtype
 
 
 def rollout_backend(config: OrealConfig, runtime: Runtime, policy: nn.Module) -> str:

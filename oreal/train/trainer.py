@@ -42,6 +42,7 @@ from oreal.train.checkpoint import (
     save_trainer,
 )
 from oreal.train.config import OrealConfig
+from oreal.train.engine import RebuildableEngine
 from oreal.train.records import RunLock, gather_step_records, prepare_run_dir
 from oreal.train.update import policy_update
 
@@ -254,6 +255,8 @@ class Trainer:
             record["policy_frozen"] = float(frozen)
 
         if num_kept and not frozen:  # -> loss -> update
+            if isinstance(self.generator, RebuildableEngine):
+                self.generator.release()  # not needed until its refresh after the update
             with _timed(timings, "time_score"):
                 record.update(self.score_tokens(kept, train))
             with _timed(timings, "time_train"):
@@ -409,7 +412,7 @@ class Trainer:
 
     def update(self, train: TrainBatch) -> dict[str, float]:
         cfg = self.config
-        return policy_update(
+        record = policy_update(
             self.policy,
             self.optimizer,
             self.algorithm,
@@ -425,6 +428,10 @@ class Trainer:
             seed=cfg.train.seed,
             step=self.step,
         )
+        # Dead once the optimizer stepped (the next update starts from zero_grad): freed now,
+        # not held through the rollouts, evaluations and checkpoints before it.
+        self.optimizer.zero_grad(set_to_none=True)
+        return record
 
     def step_metrics(self, batch: StepBatch) -> dict[str, float]:
         """The step's rollout metrics over every rank, and the samples to log (main rank)."""
