@@ -14,6 +14,10 @@ kept rows per updating step (``oreal train``, steps 3-11). RSS is sampled every 
 
 Any ``MALLOC_*`` variable turns oreal's allocator settings off (``MALLOC_TOP_PAD_=131072`` is
 glibc's default value, so it leaves glibc exactly as it ships).
+
+``--tally-saved`` instead runs one forward with gradients of a 16-row micro-batch (no
+checkpointing) and sums the bytes autograd saved for the backward by node type and dtype
+(distinct storages counted once): what activation checkpointing removes.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch loads
 
@@ -41,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=DEMO_KEPT_ROWS, help="kept rows of each update")
     parser.add_argument("--no-checkpointing", action="store_true")
+    parser.add_argument("--tally-saved", action="store_true", help="see the docstring")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -84,6 +91,12 @@ def main() -> None:
             positive=torch.tensor([True, False] * (rows // 2)),
             pass_rate=torch.full((rows,), 0.5),
         )
+
+    if args.tally_saved:
+        result = tally_saved(policy, kept_rows(16, 0))
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+        return
 
     updates = []
     for step, rows in enumerate(int(r) for r in args.rows.split(",")):
@@ -134,6 +147,56 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("update_seconds_total", "peak_rss_mb")}))
+
+
+def tally_saved(policy: torch.nn.Module, batch: Any) -> dict[str, Any]:
+    """MB saved for backward by one forward of ``batch``, by autograd node type and dtype."""
+    from oreal.models import autocast_context, token_logprobs
+
+    policy.train()
+    with autocast_context("cpu", True):
+        logp, entropy = token_logprobs(
+            policy,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.response_mask,
+            with_entropy=True,
+            temperature=0.7,
+        )
+    assert entropy is not None
+    root = (logp.sum() + entropy.sum()).grad_fn
+    seen: set[int] = set()
+    tally: Counter[str] = Counter()
+    stack, visited = [root], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in visited:
+            continue
+        visited.add(node)
+        for attribute in dir(node):
+            if not attribute.startswith("_saved_"):
+                continue
+            value = getattr(node, attribute)
+            for tensor in value if isinstance(value, (list, tuple)) else [value]:
+                if not isinstance(tensor, torch.Tensor) or tensor.numel() == 0:
+                    continue
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() in seen:
+                    continue
+                seen.add(storage.data_ptr())
+                dtype = str(tensor.dtype).removeprefix("torch.")
+                tally[f"{type(node).__name__} {dtype}"] += storage.nbytes()
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    layout_tokens = int(batch.attention_mask.sum())  # padded rows; the stream holds fewer
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "rows": len(batch),
+        "response_tokens": int(batch.loss_mask.sum()),
+        "row_tokens": layout_tokens,
+        "saved_mb": round(sum(tally.values()) / MB, 1),
+        "saved_mb_by_node": {k: round(v / MB, 1) for k, v in tally.most_common()},
+        "note": "the fused head's own saved tensors (a custom Function) are not listed",
+    }
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def _bump_generation(*_: Any) -> None:
 
 
 def release_low_precision_copies() -> None:
-    """Drop every cached low-precision weight copy (54 MB per SmolLM2 head). Each one is
+    """Drop every cached low-precision weight copy (54 MiB per SmolLM2 head). Each one is
     stale after the next optimizer step anyway (its key holds :func:`weights_generation`),
     so a holder that is done for this step (the reference after scoring) loses nothing."""
     for weight in list(_cached):

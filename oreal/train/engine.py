@@ -4,12 +4,13 @@ oreal's fast CPU engine holds nothing but data derived from the policy: a bf16 c
 weights (fp32 embedding), refreshed after every update, and a scratch KV cache. Neither is
 read between the end of a step's rollouts and the weight refresh after its update, which is
 when the update's gradients and activations are live: for SmolLM2-135M the engine holds
-365 MB of weights and a 312 MB cache (64 rows x 111 positions), 0.68 GB of the demo's peak
-(docs/performance.md, "Memory"). :class:`RebuildableEngine` lets the trainer drop it for the
-update (:meth:`~RebuildableEngine.release`) and builds it again from the updated policy in
-place of the weight refresh. A rebuilt engine samples exactly what a refreshed one samples:
-its weights are the same cast of the same tensors, and its KV cache carries nothing from one
-call to the next (a position that a call has not written gets attention weight exactly 0).
+365 MiB of weights and a 312 MiB cache (64 rows x 111 positions), 677 MiB of the demo's
+former peak (docs/performance.md, "Memory"). :class:`RebuildableEngine` lets the trainer
+drop it for the update (:meth:`~RebuildableEngine.release`) and builds it again from the
+updated policy in place of the weight refresh. A rebuilt engine samples exactly what a
+refreshed one samples: its weights are the same cast of the same tensors, and its KV cache
+carries nothing from one call to the next (a position that a call has not written gets
+attention weight exactly 0).
 """
 
 from __future__ import annotations

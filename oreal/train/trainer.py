@@ -428,9 +428,7 @@ class Trainer:
             seed=cfg.train.seed,
             step=self.step,
         )
-        # Dead once the optimizer stepped (the next update starts from zero_grad): freed now,
-        # not held through the rollouts, evaluations and checkpoints before it.
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)  # dead now: not held through rollouts, evals
         return record
 
     def step_metrics(self, batch: StepBatch) -> dict[str, float]:
