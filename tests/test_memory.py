@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.models import tiny_qwen2
 from torch import nn
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from oreal.batch import TrainBatch, pad_rollouts
 from oreal.models import allocator, autocast_context, fused_head, token_logprobs
@@ -40,24 +40,6 @@ TinyConfig = Callable[..., OrealConfig]
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tiny_tokenizer()
-
-
-def tiny_qwen2(tokenizer) -> Qwen2ForCausalLM:
-    """A tiny Qwen2: q/k/v biases (cast with their weights) and tied embeddings."""
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        return Qwen2ForCausalLM(config).eval()
 
 
 def rollout_batch(tokenizer, *, seed: int = 0, rows: int = 6) -> TrainBatch:
@@ -80,7 +62,7 @@ def parameter_bytes(module: nn.Module) -> int:
 @pytest.mark.parametrize("architecture", ["llama", "llama_tied", "qwen2"])
 def test_bf16_reference_scores_exactly_as_an_fp32_one_under_autocast(tokenizer, architecture):
     if architecture == "qwen2":
-        policy: nn.Module = tiny_qwen2(tokenizer)
+        policy: nn.Module = tiny_qwen2(tokenizer, seed=3)
     else:
         policy = build_tiny_model(tokenizer, seed=1, tie_word_embeddings=architecture != "llama")
     full = FrozenReference.copy_of(policy)

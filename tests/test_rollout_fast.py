@@ -8,8 +8,9 @@ import logging
 
 import pytest
 import torch
+from helpers.models import tiny_qwen2
 from helpers.reference import sampled_token_logprobs
-from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from oreal.models.device import autocast_context
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
@@ -241,20 +242,9 @@ def test_finished_rows_are_compacted_without_changing_any_row(model, tokenizer, 
 
 
 def test_qwen2_with_qkv_bias_and_tied_embeddings(tokenizer):
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    qwen = tiny_qwen2(tokenizer, seed=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        qwen = Qwen2ForCausalLM(config).eval()
         for layer in qwen.model.layers:  # non-zero biases, so dropping them would show
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                 torch.nn.init.normal_(proj.bias, std=0.5)
