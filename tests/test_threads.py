@@ -32,7 +32,8 @@ def _step_slow_with(slow_threads: int) -> tuple[list[int], object]:
 
     def step(tag: str = "") -> str:
         seen.append(torch.get_num_threads())
-        time.sleep(0.03 if torch.get_num_threads() == slow_threads else 0.001)
+        # far apart, so a loaded machine cannot swap the order of the two
+        time.sleep(0.15 if torch.get_num_threads() == slow_threads else 0.001)
         return tag
 
     return seen, step
