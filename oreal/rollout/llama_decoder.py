@@ -80,29 +80,32 @@ def unsupported_reason(model: PreTrainedModel) -> str | None:
 
 @dataclass
 class KVCache:
-    """Keys and values of every layer, ``[layers, rows, kv_heads, length, head_dim]`` each,
-    allocated once and reused while a call's rows x length fit (a static cache)."""
+    """Keys and values of every layer, allocated once and reused while a call's rows x length
+    fit (a static cache). Keys are stored transposed, ``[layers, rows, kv_heads, head_dim,
+    length]`` in fp32, so that a decode step's scores are one matmul over contiguous columns;
+    values ``[layers, rows, kv_heads, length, head_dim]`` in the matmul dtype, which they are
+    rounded to anyway (see :meth:`LlamaDecoder.decode`)."""
 
     keys: torch.Tensor
     values: torch.Tensor
 
     @property
     def rows(self) -> int:
-        return self.keys.shape[1]
+        return self.values.shape[1]
 
     @property
     def length(self) -> int:
-        return self.keys.shape[3]
+        return self.values.shape[3]
 
     def copy_rows(self, source_rows: torch.Tensor, columns: int) -> None:
         """Row ``r`` becomes old row ``source_rows[r]`` (first ``columns`` columns): expands a
         prefilled prompt to its K samples, or compacts away finished rows."""
         n = len(source_rows)
-        for layer in range(self.keys.shape[0]):
-            for store in (self.keys, self.values):
-                # Advanced indexing materialises the gathered rows before the write, so a
-                # source row overwritten earlier in the same copy cannot be read back.
-                store[layer, :n, :, :columns] = store[layer, source_rows, :, :columns]
+        for layer in range(self.values.shape[0]):
+            # Advanced indexing materialises the gathered rows before the write, so a
+            # source row overwritten earlier in the same copy cannot be read back.
+            self.keys[layer, :n, ..., :columns] = self.keys[layer, source_rows, ..., :columns]
+            self.values[layer, :n, :, :columns] = self.values[layer, source_rows, :, :columns]
 
 
 class LlamaDecoder:
@@ -197,11 +200,15 @@ class LlamaDecoder:
     # ----------------------------------------------------------------------------- compute
 
     def new_cache(self, rows: int, length: int) -> KVCache:
-        """A zeroed cache; fp32 storage of (in bf16 mode) bf16-rounded keys and values, so
-        decode attention runs in fp32 without re-casting the cache at every step."""
+        """A zeroed cache: fp32 storage of the (in bf16 mode bf16-rounded) keys, so the
+        decode step's scores are fp32 matmuls without re-casting the cache at every step, and
+        the values in the matmul dtype."""
         length = _round_up(length, _SPAN_MULTIPLE)
-        shape = (self.layers, rows, self.kv_heads, length, self.head_dim)
-        return KVCache(torch.zeros(shape), torch.zeros(shape))
+        keys = torch.zeros(self.layers, rows, self.kv_heads, self.head_dim, length)
+        values = torch.zeros(
+            self.layers, rows, self.kv_heads, length, self.head_dim, dtype=self.matmul_dtype
+        )
+        return KVCache(keys, values)
 
     def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and *signed* sin (fp32) for ``positions``, from a table grown on demand.
@@ -229,7 +236,8 @@ class LlamaDecoder:
         self, layer: int, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotated q, k and v of ``hidden`` ``[tokens, hidden]``: ``[tokens, heads, head_dim]``,
-        rounded to the matmul dtype (what SDPA receives under autocast) and held in fp32."""
+        rounded to the matmul dtype (what SDPA receives under autocast); q and k held in
+        fp32, v in the matmul dtype."""
         tokens = hidden.shape[0]
         qkv = F.linear(
             self._norm(hidden, self.attn_norm[layer]), self.qkv[layer], self.qkv_b[layer]
@@ -240,7 +248,7 @@ class LlamaDecoder:
         swapped = qk.unflatten(-1, (2, self.head_dim // 2)).flip(-2).flatten(-2)
         qk = (qk * cos[:, None] + swapped * sin[:, None]).to(self.matmul_dtype).float()
         q, k = qk.split((self.heads, self.kv_heads), dim=1)
-        return q, k, qkv[:, rotated:].float()
+        return q, k, qkv[:, rotated:]
 
     def _mlp_and_output(self, layer: int, hidden: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         hidden = hidden + F.linear(attn.to(self.matmul_dtype), self.out[layer])
@@ -275,7 +283,7 @@ class LlamaDecoder:
             outputs = []
             for p, (lo, hi) in enumerate(itertools.pairwise(bounds)):
                 pk, pv = k[lo:hi].transpose(0, 1), v[lo:hi].transpose(0, 1)
-                cache.keys[i, targets[p], :, : hi - lo] = pk
+                cache.keys[i, targets[p], :, :, : hi - lo] = pk.transpose(1, 2)
                 cache.values[i, targets[p], :, : hi - lo] = pv
                 attn = F.scaled_dot_product_attention(
                     q[lo:hi].transpose(0, 1).to(self.matmul_dtype),
@@ -293,13 +301,17 @@ class LlamaDecoder:
         """One step for cache rows ``0..len(tokens)``: token ``tokens[r]`` at position (= cache
         column) ``positions[r]``; returns fp32 next-token logits ``[rows, vocab]``.
 
-        Attention is computed in fp32 with matmuls over the row's left-aligned cache; the span
-        covers the longest row, rounded up to a multiple of 16, and shorter rows see exact
-        zero weights past their end. Scores contract over head_dim; the weighted sum of values
-        and the normaliser (a matmul with ones) contract over the span, and their results were
-        measured not to change with the number of rows or with spans of 16k columns (other
-        spans do change the normaliser's last bits, hence the rounding), so a row's numbers do
-        not depend on the others. SDPA's CPU kernel does change with the span (tested).
+        Attention runs as matmuls over the row's left-aligned cache; the span covers the
+        longest row, rounded up to a multiple of 16, and shorter rows see exact zero weights
+        past their end. Scores are fp32 (bf16-rounded q and k, as SDPA gets them under
+        autocast, contracted over head_dim), the softmax is fp32, and its weights are rounded
+        to the values' dtype for the weighted sum, which accumulates in fp32 and returns that
+        dtype: what PyTorch's CPU flash-attention kernel does for bf16 inputs (its output is
+        bf16 under autocast too). The weighted sum and the normaliser (a matmul with ones)
+        contract over the span; their results were measured not to change with the number of
+        rows or with spans of 16k columns (other spans do change the normaliser's last bits,
+        hence the rounding), so a row's numbers do not depend on the others. SDPA's CPU kernel
+        does change with the span (tested), and with a mask it is 3.5x slower here.
 
         A single row is computed as a pair (cache row 1 is free by this method's contract):
         one-row tensors take other kernels, whose last bits differ (measured: bf16 GEMM of the
@@ -311,24 +323,29 @@ class LlamaDecoder:
         rows = tokens.shape[0]
         span = _round_up(int(positions.max()) + 1, _SPAN_MULTIPLE)
         row_index = torch.arange(rows)
-        visible = torch.arange(span)[None, :] <= positions[:, None]  # [rows, span]
+        groups = self.heads // self.kv_heads
+        batch = rows * self.kv_heads  # one small matmul per (row, kv head): [groups, span]
+        # 0 where a row sees the column, -inf past its end; added by the scores' matmul
+        hidden_columns = torch.arange(span)[None, :] > positions[:, None]  # [rows, span]
+        mask = torch.zeros(rows, self.kv_heads, groups, span)
+        mask.masked_fill_(hidden_columns[:, None, None, :], float("-inf"))
+        mask = mask.view(batch, groups, span)
         hidden = F.embedding(tokens, self.embed)
         cos, sin = self._rotary(positions)
-        groups = self.heads // self.kv_heads
         scale = self.head_dim**-0.5
         ones = torch.ones(span, 1)
         for i in range(self.layers):
             q, k, v = self._qkv(i, hidden, cos, sin)
-            cache.keys[i, row_index, :, positions] = k
+            cache.keys[i, row_index, :, :, positions] = k
             cache.values[i, row_index, :, positions] = v
-            keys = cache.keys[i, :rows, :, :span]
-            values = cache.values[i, :rows, :, :span]
-            q = q.view(rows, self.kv_heads, groups, self.head_dim)
-            scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [rows, kv, groups, span]
-            scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
+            keys = cache.keys[i, :rows, :, :, :span].reshape(batch, self.head_dim, span)
+            values = cache.values[i, :rows, :, :span].reshape(batch, span, self.head_dim)
+            q = q.reshape(batch, groups, self.head_dim)
+            scores = torch.baddbmm(mask, q, keys, alpha=scale)  # [rows * kv, groups, span]
             weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
-            attn = torch.matmul(weights, values) / torch.matmul(weights, ones)
-            hidden = self._mlp_and_output(i, hidden, attn.reshape(rows, -1))
+            weights = (weights / torch.matmul(weights, ones)).to(values.dtype)
+            attn = torch.bmm(weights, values)  # [rows * kv, groups, head_dim]
+            hidden = self._mlp_and_output(i, hidden, attn.view(rows, -1))
         return self._logits(hidden)
 
 
