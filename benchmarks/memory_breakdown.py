@@ -30,11 +30,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch loads
+from oreal.cli import configure_native_libraries
+
+configure_native_libraries(os.environ)  # as `oreal train` does, before torch loads
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import psutil
-import torch
+import psutil  # noqa: E402  (after the native-library settings)
+import torch  # noqa: E402
 
 MB = 1024 * 1024
 

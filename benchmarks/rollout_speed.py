@@ -67,9 +67,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/rollout_speed.json")
     args = parser.parse_args()
 
-    from oreal.cli import configure_openmp
+    from oreal.cli import configure_native_libraries
 
-    configure_openmp(os.environ)  # oreal train's OpenMP setting, before torch loads
+    configure_native_libraries(os.environ)  # oreal train's settings, before torch loads
     import torch
     import transformers
 

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 try:  # oreal train's OpenMP setting (GOMP_SPINCOUNT), before torch loads
-    from oreal.cli import configure_openmp
+    from oreal.cli import configure_native_libraries
 
-    configure_openmp(os.environ)
+    configure_native_libraries(os.environ)
 except ImportError:  # an older checkout on PYTHONPATH (before/after comparisons)
     pass
 import torch

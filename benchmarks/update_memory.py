@@ -33,12 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch loads
+from oreal.cli import configure_native_libraries
 
-import torch
+configure_native_libraries(os.environ)  # as `oreal train` does, before torch loads
+
+import torch  # noqa: E402  (after the native-library settings)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_breakdown import MB, PhaseSampler, heap_mb
+from memory_breakdown import MB, PhaseSampler, heap_mb  # noqa: E402
 
 DEMO_KEPT_ROWS = "2,6,4,12,8,10,10,18,8"
 

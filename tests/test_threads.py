@@ -97,3 +97,17 @@ def test_cli_sets_a_short_spin_unless_the_user_chose():
     passive = {"OMP_WAIT_POLICY": "PASSIVE"}
     configure_openmp(passive)
     assert passive == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_cli_bounds_onednn_kernel_cache_unless_the_user_chose():
+    from oreal.cli import ONEDNN_PRIMITIVE_CACHE, configure_native_libraries
+
+    environ: dict[str, str] = {}
+    configure_native_libraries(environ)
+    assert environ == {
+        "GOMP_SPINCOUNT": "2000",
+        "ONEDNN_PRIMITIVE_CACHE_CAPACITY": ONEDNN_PRIMITIVE_CACHE,
+    }
+    mine = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "OMP_WAIT_POLICY": "PASSIVE"}
+    configure_native_libraries(mine)
+    assert mine == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "OMP_WAIT_POLICY": "PASSIVE"}

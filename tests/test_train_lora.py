@@ -72,3 +72,43 @@ def test_lora_resume_is_exact(tiny_config: TinyConfig, tmp_path: Path) -> None:
         again = load_file(str(tmp_path / "resumed" / "checkpoints/step-000003" / name))
         for key in straight:
             assert torch.equal(straight[key], again[key]), (name, key)
+
+
+def test_lora_run_syncs_and_saves_the_merged_weights_one_at_a_time(
+    tiny_config: TinyConfig, tmp_path: Path
+) -> None:
+    """The engine of a LoRA run decodes W + (α/r)·B·A (peft's own merge), read through
+    MergedLoraState; the streamed writer shards those weights, and transformers loads them."""
+    pytest.importorskip("peft")
+    import copy
+
+    from oreal.models.lora import MergedLoraState, lora_scaling
+    from oreal.rollout import FastGenerator
+    from oreal.train.checkpoint import save_streamed_weights
+
+    trainer = Trainer(args=tiny_config(tmp_path / "run", *LORA, reward="has_digit"))
+    trainer.train_step()
+    trainer.train_step()  # adapters trained and pushed into the engine after each update
+    engine = trainer.generator
+    assert isinstance(engine, FastGenerator)
+    peft_merged = copy.deepcopy(trainer.policy).merge_and_unload()
+    expected = FastGenerator(peft_merged, trainer.tokenizer).decoder
+    for name in ("embed", "lm_head", "final_norm"):
+        assert torch.equal(getattr(engine.decoder, name), getattr(expected, name)), name
+    for name in ("qkv", "out", "gate_up", "down", "attn_norm", "mlp_norm"):
+        for layer, (got, want) in enumerate(
+            zip(getattr(engine.decoder, name), getattr(expected, name), strict=True)
+        ):
+            torch.testing.assert_close(got, want, atol=0, rtol=2**-8, msg=f"{name}[{layer}]")
+
+    state = MergedLoraState(trainer.policy.state_dict(), lora_scaling(trainer.policy))
+    folder = tmp_path / "sharded"
+    save_streamed_weights(folder, trainer.policy.get_base_model(), state, shard_bytes=20_000)
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 2 and (folder / "model.safetensors.index.json").is_file()
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder))
+    ids = torch.tensor([[5, 17, 23, 42, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(input_ids=ids).logits, trainer.policy(input_ids=ids).logits, atol=1e-5, rtol=1e-5
+        )

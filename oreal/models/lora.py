@@ -10,13 +10,21 @@ works on a gathered (FSDP-unsharded) state dict as well as on a local one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PEFT_HINT", "LoraSettings", "apply_lora", "is_lora", "merge_lora", "require_peft"]
+__all__ = [
+    "PEFT_HINT",
+    "LoraSettings",
+    "MergedLoraState",
+    "apply_lora",
+    "is_lora",
+    "merge_lora",
+    "require_peft",
+]
 
 PEFT_HINT = "pip install 'oreal[peft]'"
 ADAPTER = "default"
@@ -71,28 +79,55 @@ def lora_scaling(model: nn.Module) -> float:
     return float(config.lora_alpha) / float(config.r)
 
 
-def merge_lora(state: Mapping[str, Tensor], scaling: float) -> dict[str, Tensor]:
-    """Plain transformers weights from a peft LoRA state dict (``base_model.model.`` keys).
+class MergedLoraState(Mapping[str, Tensor]):
+    """A peft LoRA state dict (``base_model.model.`` keys) seen as plain transformers weights,
+    each merged when it is read: W' = W + scaling·B·A in fp32, cast back to W's dtype; other
+    weights pass through with the peft prefix removed.
 
-    For each adapted linear layer W' = W + scaling·B·A in fp32, cast back to W's dtype;
-    other weights pass through with the peft prefix removed.
+    Reading the weights one at a time (a rollout engine copying them into its own buffers, a
+    sharded checkpoint writer) then holds one merged tensor at a time instead of a second
+    copy of every adapted layer (424 MB for SmolLM2-135M with all-linear adapters). Each read
+    merges again: materialise with ``dict(...)`` to read a weight twice.
     """
-    prefix = "base_model.model."
-    merged: dict[str, Tensor] = {}
-    for key, value in state.items():
-        if ".lora_A." in key or ".lora_B." in key or ".lora_dropout." in key:
-            continue
-        name = key.removeprefix(prefix)
-        if ".base_layer." in name:
-            module = key[: key.index(".base_layer.")]
-            name = name.replace(".base_layer.", ".")
-            lora_a = state.get(f"{module}.lora_A.{ADAPTER}.weight")
-            lora_b = state.get(f"{module}.lora_B.{ADAPTER}.weight")
-            if lora_a is not None and lora_b is not None and name.endswith(".weight"):
-                delta = scaling * (lora_b.float() @ lora_a.float())
-                value = (value.float() + delta).to(value.dtype)
-        merged[name] = value
-    return merged
+
+    def __init__(self, state: Mapping[str, Tensor], scaling: float) -> None:
+        self._state = state
+        self._scaling = scaling
+        prefix = "base_model.model."
+        self._sources: dict[str, str] = {}
+        for key in state:
+            if ".lora_A." in key or ".lora_B." in key or ".lora_dropout." in key:
+                continue
+            self._sources[key.removeprefix(prefix).replace(".base_layer.", ".")] = key
+
+    def __getitem__(self, name: str) -> Tensor:
+        key = self._sources[name]
+        value = self._state[key]
+        if ".base_layer." not in key or not name.endswith(".weight"):
+            return value
+        module = key[: key.index(".base_layer.")]
+        lora_a = self._state.get(f"{module}.lora_A.{ADAPTER}.weight")
+        lora_b = self._state.get(f"{module}.lora_B.{ADAPTER}.weight")
+        if lora_a is None or lora_b is None:
+            return value
+        delta = self._scaling * (lora_b.float() @ lora_a.float())
+        return (value.float() + delta).to(value.dtype)
+
+    def unmerged(self, name: str) -> Tensor:
+        """The weight ``name`` before merging: its shape and dtype are the merged one's."""
+        return self._state[self._sources[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+def merge_lora(state: Mapping[str, Tensor], scaling: float) -> dict[str, Tensor]:
+    """Plain transformers weights from a peft LoRA state dict, all merged now (a dict of
+    :class:`MergedLoraState`, which merges one weight at a time on reading)."""
+    return dict(MergedLoraState(state, scaling))
 
 
 def merged_state_dict(model: nn.Module) -> dict[str, Tensor]:

@@ -165,20 +165,22 @@ class LlamaDecoder:
         ``full_tensor()``.
         """
         raw = source.state_dict() if isinstance(source, torch.nn.Module) else source
-        state = {strip_wrapper_prefixes(key): value for key, value in raw.items()}
+        # names only: a lazy mapping (oreal.models.lora.MergedLoraState) is read one weight
+        # at a time, each copied into place before the next is made
+        keys = {strip_wrapper_prefixes(key): key for key in raw}
 
         def take(name: str) -> torch.Tensor:
-            if name not in state:
+            if name not in keys:
                 raise KeyError(f"weight {name!r} missing from the state dict")
-            value = state[name]
+            value = raw[keys[name]]
             full = getattr(value, "full_tensor", None)
             return (full() if callable(full) else value).detach()
 
         with torch.no_grad():
             embed = take("model.embed_tokens.weight")
             self.embed.copy_(embed)
-            head = state.get("lm_head.weight") if not self.tied else None
-            self.lm_head.copy_(embed if head is None else take("lm_head.weight"))
+            untied_head = not self.tied and "lm_head.weight" in keys
+            self.lm_head.copy_(take("lm_head.weight") if untied_head else embed)
             self.final_norm.copy_(take("model.norm.weight"))
             q, kv, _ = self._splits
             for i in range(self.layers):

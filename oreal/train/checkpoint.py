@@ -2,7 +2,8 @@
 
 Layout of ``RUN_DIR/checkpoints/step-000010/``::
 
-    policy/              save_pretrained() output (merged weights for LoRA): loads with plain
+    policy/              save_pretrained() output; for LoRA the merged weights in transformers'
+                         sharded layout, merged one shard at a time: loads with plain
                          transformers, no oreal and no peft needed
     adapter/             LoRA only: the peft adapter (adapter_config.json + safetensors)
     token_rm.safetensors OREAL's token RM, its trained tensors (all, or adapters + head)
@@ -22,6 +23,7 @@ never leaves a half-written checkpoint that ``--resume`` would take.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 FORMAT = 2
+#: Shard size of a LoRA run's merged policy: its merged weights exist one shard at a time.
+MERGED_SHARD_BYTES = 128 * 2**20
 
 
 @dataclass
@@ -118,14 +122,16 @@ def write_checkpoint(
     checkpoint: Checkpoint,
     *,
     policy: Any,
-    policy_state: dict[str, torch.Tensor],
+    policy_state: Mapping[str, torch.Tensor],
     tokenizer: Any,
     adapter_writer: Any = None,
 ) -> Path:
     """Write ``checkpoint`` atomically (main rank only) and return its folder.
 
     ``policy`` is a transformers model whose ``save_pretrained`` writes ``policy_state`` (the
-    full, merged weights) with its config; ``adapter_writer(folder)`` writes a LoRA adapter.
+    full weights) with its config when it is a dict; any other mapping (a LoRA run's
+    :class:`~oreal.models.lora.MergedLoraState`) is read one shard at a time instead
+    (:func:`save_streamed_weights`). ``adapter_writer(folder)`` writes a LoRA adapter.
     """
     final = checkpoint_dir(run_dir, checkpoint.step)
     try:
@@ -138,12 +144,17 @@ def _write(
     final: Path,
     checkpoint: Checkpoint,
     policy: Any,
-    policy_state: dict[str, torch.Tensor],
+    policy_state: Mapping[str, torch.Tensor],
     tokenizer: Any,
     adapter_writer: Any,
 ) -> Path:
     with atomic_dir(final) as staging, quiet_hf_progress():
-        policy.save_pretrained(staging / "policy", state_dict=policy_state, safe_serialization=True)
+        if isinstance(policy_state, dict):
+            policy.save_pretrained(
+                staging / "policy", state_dict=policy_state, safe_serialization=True
+            )
+        else:
+            save_streamed_weights(staging / "policy", policy, policy_state)
         tokenizer.save_pretrained(staging / "policy")
         if adapter_writer is not None:
             adapter_writer(staging / "adapter")
@@ -164,6 +175,84 @@ def _write(
         }
         (staging / "trainer_state.json").write_text(json.dumps(record, indent=2) + "\n")
     return final
+
+
+def _checked(name: str, tensor: torch.Tensor, dtype: torch.dtype | None, step: int) -> torch.Tensor:
+    """``tensor`` in the save dtype; a non-finite policy weight stops the checkpoint."""
+    if not tensor.is_floating_point():
+        return tensor
+    if not torch.isfinite(tensor).all():
+        raise CheckpointError(
+            f"the policy has non-finite weights at step {step} ({name}, ...): not "
+            "saving them; the last good checkpoint stays (lower optim.lr?)"
+        )
+    return tensor.to(dtype) if dtype is not None else tensor
+
+
+class _CheckedWeights(Mapping[str, torch.Tensor]):
+    """A lazy weight mapping whose reads go through :func:`_checked`."""
+
+    def __init__(self, state: Any, dtype: torch.dtype | None, step: int) -> None:
+        self._state, self._dtype, self._step = state, dtype, step
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return _checked(name, self._state[name], self._dtype, self._step)
+
+    def unmerged(self, name: str) -> torch.Tensor:
+        """Weight ``name`` as stored before merging and casting (for shard sizes)."""
+        return self._state.unmerged(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+def save_streamed_weights(
+    folder: Path,
+    model: Any,
+    state: Mapping[str, torch.Tensor],
+    *,
+    shard_bytes: int = MERGED_SHARD_BYTES,
+) -> None:
+    """``state`` in transformers' safetensors layout (``model.safetensors``, or
+    ``model-0000i-of-0000n`` shards and ``model.safetensors.index.json``) with ``model``'s
+    config, each shard's tensors read
+    from ``state`` only while that shard is written: a lazy mapping (a LoRA run's merged
+    weights, 424 MB more than the model for SmolLM2-135M if made at once) then costs one
+    shard. Shard sizes come from ``state.unmerged(name)`` when ``state`` has it (the stored
+    tensor, before a save-dtype cast: bf16 shards are then half the size). A tied
+    ``lm_head.weight`` is left out, as ``save_pretrained`` does."""
+    folder.mkdir(parents=True)
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    names = [name for name in state if not (tied and name == "lm_head.weight")]
+    sized = getattr(state, "unmerged", state.__getitem__)
+    shards: list[list[str]] = [[]]
+    used = 0
+    for name in names:
+        size = sized(name).numel() * sized(name).element_size()
+        if shards[-1] and used + size > shard_bytes:
+            shards.append([])
+            used = 0
+        shards[-1].append(name)
+        used += size
+    weight_map, total = {}, 0
+    for number, shard in enumerate(shards, start=1):
+        file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        if len(shards) == 1:  # one shard: save_pretrained's single-file name, no index
+            file = "model.safetensors"
+        tensors = {name: state[name].detach().contiguous() for name in shard}
+        save_file(tensors, str(folder / file), metadata={"format": "pt"})
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        weight_map.update(dict.fromkeys(shard, file))
+        del tensors
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
 class CheckpointError(UserError):
@@ -231,15 +320,10 @@ def _read(path: Path, record: dict[str, Any]) -> Checkpoint:
 # ------------------------------------------------------------------------------ a trainer's
 def save_trainer(trainer: Trainer) -> Path | None:
     """Gather what ``trainer`` must save (collective), check it, write it on the main rank."""
-    from oreal.models.lora import is_lora, lora_scaling, merge_lora
+    from oreal.models.lora import MergedLoraState, is_lora, lora_scaling
 
     runtime, policy = trainer.runtime, trainer.policy
     full_peft = runtime.full_state_dict(policy) if is_lora(policy) else None
-    policy_state = (
-        merge_lora(full_peft, lora_scaling(policy))
-        if full_peft is not None
-        else runtime.full_state_dict(policy)
-    )
     checkpoint = Checkpoint(
         step=trainer.step,
         data_epoch=trainer.data_epoch,
@@ -251,16 +335,16 @@ def save_trainer(trainer: Trainer) -> Path | None:
         checkpoint.token_rm = trainer.token_rm.trained_state()
         checkpoint.optimizers["token_rm"] = trainer.token_rm.optimizer_state()
         checkpoint.schedulers["token_rm"] = trainer.token_rm.scheduler.state_dict()
-    if trainer.config.train.save_dtype == "bfloat16":
-        policy_state = {
-            k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in policy_state.items()
-        }
-    bad = [name for name, tensor in policy_state.items() if not torch.isfinite(tensor).all()]
-    if bad:
-        raise CheckpointError(
-            f"the policy has non-finite weights at step {trainer.step} ({bad[0]}, ...): not "
-            "saving them; the last good checkpoint stays (lower optim.lr?)"
-        )
+    save_dtype = torch.bfloat16 if trainer.config.train.save_dtype == "bfloat16" else None
+    policy_state: Mapping[str, torch.Tensor]
+    if full_peft is not None:  # merged, cast and checked one weight at a time as it is written
+        for name, tensor in full_peft.items():  # every rank stops together on a bad weight
+            _checked(name, tensor, None, trainer.step)
+        merged = MergedLoraState(full_peft, lora_scaling(policy))
+        policy_state = _CheckedWeights(merged, save_dtype, trainer.step)
+    else:
+        full = runtime.full_state_dict(policy)
+        policy_state = {k: _checked(k, v, save_dtype, trainer.step) for k, v in full.items()}
     path = None
     if runtime.is_main:
 

@@ -27,7 +27,7 @@ from oreal.batch import Rollout, StepBatch, TrainBatch
 from oreal.data import Problem, render_prompt
 from oreal.eval import EvalResult, evaluate_problems
 from oreal.models.logprobs import batch_logprobs
-from oreal.models.lora import is_lora, lora_scaling, merge_lora
+from oreal.models.lora import MergedLoraState, is_lora, lora_scaling
 from oreal.optim import advance_schedule
 from oreal.rollout import Generator, SamplingParams
 from oreal.rollout.mismatch import mismatch_metrics, truncated_importance_weights
@@ -473,7 +473,8 @@ class Trainer:
         """Push the trained weights into a rollout engine that keeps its own copy."""
         state = self.runtime.full_state_dict(self.policy, everywhere=True)
         if is_lora(self.policy):
-            state = merge_lora(state, lora_scaling(self.policy))
+            # merged one weight at a time as the engine copies it: no second copy of the model
+            state = MergedLoraState(state, lora_scaling(self.policy))
         self.generator.sync_weights(state)
 
     def save(self) -> Path | None:
