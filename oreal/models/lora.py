@@ -10,6 +10,7 @@ works on a gathered (FSDP-unsharded) state dict as well as on a local one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -67,7 +68,11 @@ def apply_lora(
         bias="none",
         task_type=task_type,
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` property: a
+        # FutureWarning between the two libraries that no user setting can act on
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, config)
 
 
 def is_lora(model: nn.Module) -> bool:
