@@ -218,12 +218,11 @@ def save_streamed_weights(
 ) -> None:
     """``state`` in transformers' safetensors layout (``model.safetensors``, or
     ``model-0000i-of-0000n`` shards and ``model.safetensors.index.json``) with ``model``'s
-    config, each shard's tensors read
-    from ``state`` only while that shard is written: a lazy mapping (a LoRA run's merged
-    weights, 424 MB more than the model for SmolLM2-135M if made at once) then costs one
-    shard. Shard sizes come from ``state.unmerged(name)`` when ``state`` has it (the stored
-    tensor, before a save-dtype cast: bf16 shards are then half the size). A tied
-    ``lm_head.weight`` is left out, as ``save_pretrained`` does."""
+    config, each shard's tensors read from ``state`` only while that shard is written: a lazy
+    mapping (a LoRA run's merged weights, 424 MB more than the model for SmolLM2-135M if made
+    at once) then costs one shard. Shard sizes come from ``state.unmerged(name)`` when
+    ``state`` has it (the stored tensor, before a save-dtype cast: bf16 shards are then half
+    the size). A tied ``lm_head.weight`` is left out, as ``save_pretrained`` does."""
     folder.mkdir(parents=True)
     model.config.save_pretrained(folder)
     if getattr(model, "generation_config", None) is not None:
@@ -234,7 +233,8 @@ def save_streamed_weights(
     shards: list[list[str]] = [[]]
     used = 0
     for name in names:
-        size = sized(name).numel() * sized(name).element_size()
+        stored = sized(name)
+        size = stored.numel() * stored.element_size()
         if shards[-1] and used + size > shard_bytes:
             shards.append([])
             used = 0
