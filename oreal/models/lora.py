@@ -2,10 +2,11 @@
 
 Only the adapters train; the frozen base is also the KL reference (scored with the adapters
 disabled, :class:`oreal.models.reference.FrozenReference`), so no second copy of the model is
-kept. :func:`merge_lora` turns a peft state dict into plain transformers weights
-W' = W + (α/r)·B·A, which is what a checkpoint's ``policy/`` holds (``from_pretrained`` loads
-it with no peft installed) and what a rollout engine with its own weights is synced with. It
-works on a gathered (FSDP-unsharded) state dict as well as on a local one.
+kept. :class:`MergedLoraState` shows a peft state dict as plain transformers weights
+W' = W + (α/r)·B·A, merged as each is read: what a checkpoint's ``policy/`` holds
+(``from_pretrained`` loads it with no peft installed) and what a rollout engine with its own
+weights is synced with. It works on a gathered (FSDP-unsharded) state dict as well as on a
+local one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "MergedLoraState",
     "apply_lora",
     "is_lora",
-    "merge_lora",
     "require_peft",
 ]
 
@@ -127,18 +127,6 @@ class MergedLoraState(Mapping[str, Tensor]):
 
     def __len__(self) -> int:
         return len(self._sources)
-
-
-def merge_lora(state: Mapping[str, Tensor], scaling: float) -> dict[str, Tensor]:
-    """Plain transformers weights from a peft LoRA state dict, all merged now (a dict of
-    :class:`MergedLoraState`, which merges one weight at a time on reading)."""
-    return dict(MergedLoraState(state, scaling))
-
-
-def merged_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """:func:`merge_lora` of a local (unsharded) peft model, on the CPU."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return merge_lora(state, lora_scaling(model))
 
 
 @torch.no_grad()

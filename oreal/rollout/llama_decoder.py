@@ -310,10 +310,13 @@ class LlamaDecoder:
         to the values' dtype for the weighted sum, which accumulates in fp32 and returns that
         dtype: what PyTorch's CPU flash-attention kernel does for bf16 inputs (its output is
         bf16 under autocast too). The weighted sum and the normaliser (a matmul with ones)
-        contract over the span; their results were measured not to change with the number of
-        rows or with spans of 16k columns (other spans do change the normaliser's last bits,
-        hence the rounding), so a row's numbers do not depend on the others. SDPA's CPU kernel
-        does change with the span (tested), and with a mask it is 3.5x slower here.
+        contract over the span. The fp32 normaliser was measured not to change with the number
+        of rows or with spans of 16k columns (other spans do change its last bits, hence the
+        rounding); the bf16 weighted sum passes the same bitwise checks
+        (``test_bf16_decoding_of_a_row_does_not_depend_on_the_batch_on_embedded_model``,
+        ``benchmarks/sampling_invariance.py``), so a row's numbers
+        do not depend on the others. SDPA's CPU kernel does change with the span (tested), and
+        with a mask it was 3.5x slower here (a one-off measurement).
 
         A single row is computed as a pair (cache row 1 is free by this method's contract):
         one-row tensors take other kernels, whose last bits differ (measured: bf16 GEMM of the
