@@ -52,13 +52,6 @@ def weights_generation() -> int:
     return _generation
 
 
-def scaled_logits(hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
-    """fp32 logits of one chunk as the model's forward makes them: the matmul in the compute
-    dtype (its output rounded to it, as under autocast), then ``* scale`` in fp32."""
-    logits = (hidden @ weight.t()).float()
-    return logits.mul_(scale) if scale != 1.0 else logits
-
-
 def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = True) -> torch.Tensor:
     """``weight`` in ``dtype``, cast once per weight version (49152 x 576 for SmolLM2's head):
     the micro-batches between two optimizer steps share one cast instead of one per call. Any
@@ -84,6 +77,12 @@ def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = Tru
     return low
 
 
+#: Rows of a chunk's logits taken to fp32 at a time: 32 x 49152 x 4 bytes = 6 MB for SmolLM2,
+#: small enough to stay in cache across the passes over them and to come from the heap
+#: without page faults (oreal.models.allocator maps blocks of 32 MB and more afresh).
+_BLOCK_ROWS = 32
+
+
 class FusedHeadLogprobs(torch.autograd.Function):
     """``lm_head`` + log-softmax (+ entropy) over ``[M, H]`` hidden states, chunk by chunk.
 
@@ -96,8 +95,11 @@ class FusedHeadLogprobs(torch.autograd.Function):
 
         g_logp * (onehot - p) + g_entropy * p * (E_p[z] - z),
 
-    in two or three passes over the chunk instead of autograd's walk through logsumexp,
-    gather, exp and the entropy sum; the weight's gradient is summed over chunks in fp32.
+    over the chunk's low-precision logits in place, instead of autograd's walk through
+    logsumexp, gather, exp and the entropy sum; the weight's gradient is summed over chunks in
+    fp32. The fp32 work runs ``_BLOCK_ROWS`` rows at a time on two small scratch buffers: no
+    ``[chunk, V]`` fp32 tensor exists (each one was a fresh 100 MB mapping for SmolLM2,
+    page-faulted in at every pass), and a block stays in cache across its passes.
     """
 
     @staticmethod
@@ -118,23 +120,27 @@ class FusedHeadLogprobs(torch.autograd.Function):
         logp = torch.empty(count, dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(logp)
         mean_logit = torch.empty_like(logp) if with_entropy else logp.new_empty(0)
+        chunk = _chunk_buffer(low_hidden, low_weight, chunk_size)
+        scratch = _Scratch(low_weight)
         for lo in range(0, count, chunk_size):
             hi = min(lo + chunk_size, count)
-            logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
-            # logsumexp by hand: its unnormalised exponentials also give E_p[z] (one dot).
-            top = logits.amax(dim=-1)
-            target_logits = logits.gather(-1, targets[lo:hi, None]).squeeze(-1)
-            # Without the entropy the logits are dead once exponentiated: in place, one fp32
-            # chunk instead of two.
-            shifted = torch.sub(logits, top[:, None]) if with_entropy else logits.sub_(top[:, None])
-            unnormalised = shifted.exp_()
-            total = unnormalised.sum(dim=-1)
-            chunk_lse = top + total.log()
-            lse[lo:hi] = chunk_lse
-            logp[lo:hi] = target_logits - chunk_lse
-            if with_entropy:
-                mean_logit[lo:hi] = torch.linalg.vecdot(unnormalised, logits) / total
-            del logits, shifted, unnormalised  # before the next chunk's are made
+            low_logits = torch.mm(low_hidden[lo:hi], low_weight.t(), out=chunk[: hi - lo])
+            for start in range(lo, hi, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, hi)
+                logits = scratch.logits(low_logits[start - lo : stop - lo], scale)
+                # logsumexp by hand: its unnormalised exponentials also give E_p[z] (one dot).
+                top = logits.amax(dim=-1)
+                target_logits = logits.gather(-1, targets[start:stop, None]).squeeze(-1)
+                if with_entropy:
+                    unnormalised = scratch.second(torch.sub, logits, top[:, None]).exp_()
+                else:  # the logits are dead once exponentiated
+                    unnormalised = logits.sub_(top[:, None]).exp_()
+                total = unnormalised.sum(dim=-1)
+                block_lse = top + total.log()
+                lse[start:stop] = block_lse
+                logp[start:stop] = target_logits - block_lse
+                if with_entropy:
+                    mean_logit[start:stop] = torch.linalg.vecdot(unnormalised, logits) / total
         entropy = lse - mean_logit if with_entropy else logp.new_zeros(count)
         ctx.save_for_backward(low_hidden, low_weight, targets, lse, mean_logit)
         ctx.settings = (scale, chunk_size, hidden.dtype, weight.dtype)
@@ -152,7 +158,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         low_hidden, low_weight, targets, lse, mean_logit = ctx.saved_tensors
         scale, chunk_size, hidden_dtype, weight_dtype = ctx.settings
-        count, dtype = low_hidden.shape[0], low_hidden.dtype
+        count = low_hidden.shape[0]
         if grad_logp is None:
             grad_logp = lse.new_zeros(count)
         use_entropy = grad_entropy is not None and mean_logit.numel() > 0
@@ -160,38 +166,39 @@ class FusedHeadLogprobs(torch.autograd.Function):
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.empty_like(low_hidden) if need_hidden else None
         grad_weight: torch.Tensor | None = None
+        chunk = _chunk_buffer(low_hidden, low_weight, chunk_size)
+        scratch = _Scratch(low_weight)
         for lo in range(0, count, chunk_size):
             hi = min(lo + chunk_size, count)
-            logits = scaled_logits(low_hidden[lo:hi], low_weight, scale)
-            # Without the entropy term the logits are not needed once p is formed: p takes
-            # their buffer (one fp32 chunk, 100 MB for SmolLM2, instead of two).
-            probs = (
-                torch.sub(logits, lse[lo:hi, None]).exp_()
-                if use_entropy
-                else logits.sub_(lse[lo:hi, None]).exp_()
-            )
-            # d(loss)/d(raw logits) = scale * d(loss)/dz; the factor goes into the coefficients.
-            g = grad_logp[lo:hi, None] * scale
-            rows = torch.arange(hi - lo, device=probs.device)
-            target_probs = probs[rows, targets[lo:hi]]
-            if use_entropy:
-                assert grad_entropy is not None
-                g_entropy = grad_entropy[lo:hi, None] * scale
-                # p * (g_ent * (E[z] - z) - g), the coefficient formed in place of the logits
-                coef = logits.mul_(-g_entropy).add_(g_entropy * mean_logit[lo:hi, None] - g)
-                target_coef = coef[rows, targets[lo:hi]]
-                low_grad = torch.mul(probs, coef, out=torch.empty_like(probs, dtype=dtype))
-                del coef  # the logits' buffer
-            else:
-                target_coef = -g[:, 0]
-                low_grad = torch.mul(probs, -g, out=torch.empty_like(probs, dtype=dtype))
-            # The one-hot term, added in fp32 before the single rounding to the compute dtype.
-            low_grad[rows, targets[lo:hi]] = (target_probs * target_coef + g[:, 0]).to(dtype)
-            # The fp32 chunk buffers are dead now: freed before the weight gradient's buffers
-            # are made, and before the next chunk's (the backward's memory peak is here).
-            del probs, logits
+            low_grad = torch.mm(low_hidden[lo:hi], low_weight.t(), out=chunk[: hi - lo])
+            for start in range(lo, hi, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, hi)
+                block = low_grad[start - lo : stop - lo]
+                logits = scratch.logits(block, scale)
+                # d(loss)/d(raw logits) = scale * d(loss)/dz; the factor goes into the
+                # coefficients.
+                g = grad_logp[start:stop, None] * scale
+                rows = torch.arange(stop - start, device=logits.device)
+                picked = targets[start:stop]
+                if use_entropy:
+                    assert grad_entropy is not None
+                    probs = scratch.second(torch.sub, logits, lse[start:stop, None]).exp_()
+                    g_entropy = grad_entropy[start:stop, None] * scale
+                    # p * (g_ent * (E[z] - z) - g), the coefficient formed in place of z
+                    offset = g_entropy * mean_logit[start:stop, None] - g
+                    coef = logits.mul_(-g_entropy).add_(offset)
+                    target_probs, target_coef = probs[rows, picked], coef[rows, picked]
+                    grad = probs.mul_(coef)
+                else:
+                    probs = logits.sub_(lse[start:stop, None]).exp_()
+                    target_probs, target_coef = probs[rows, picked], -g[:, 0]
+                    grad = probs.mul_(-g)
+                # The one-hot term, added in fp32 before the single rounding to the compute
+                # dtype, which overwrites the block's logits.
+                grad[rows, picked] = target_probs * target_coef + g[:, 0]
+                block.copy_(grad)
             if grad_hidden is not None:
-                grad_hidden[lo:hi] = low_grad @ low_weight
+                torch.mm(low_grad, low_weight, out=grad_hidden[lo:hi])
             if need_weight:
                 chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
                 if grad_weight is None:
@@ -199,7 +206,6 @@ class FusedHeadLogprobs(torch.autograd.Function):
                 else:
                     _add_widened(grad_weight, chunk_weight_grad)
                 del chunk_weight_grad
-            del low_grad
         if need_weight and grad_weight is None:  # no rows
             grad_weight = low_weight.new_zeros(low_weight.shape, dtype=torch.float32)
         return (
@@ -207,6 +213,35 @@ class FusedHeadLogprobs(torch.autograd.Function):
             grad_weight.to(weight_dtype) if grad_weight is not None else None,
             *(None,) * 6,
         )
+
+
+def _chunk_buffer(hidden: torch.Tensor, weight: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """One ``[rows, V]`` buffer in the compute dtype for every chunk's logits (and, in
+    backward, their gradient), allocated once per call instead of once per chunk."""
+    rows = max(1, min(chunk_size, hidden.shape[0]))
+    return torch.empty(rows, weight.shape[0], dtype=weight.dtype, device=weight.device)
+
+
+class _Scratch:
+    """Two ``[_BLOCK_ROWS, V]`` fp32 buffers for a block of logits and a second quantity
+    derived from them (exponentials, probabilities)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        shape = (_BLOCK_ROWS, weight.shape[0])
+        self._first = torch.empty(shape, dtype=torch.float32, device=weight.device)
+        self._second: torch.Tensor | None = None
+
+    def logits(self, low_logits: torch.Tensor, scale: float) -> torch.Tensor:
+        """fp32 logits of a block as the model's forward makes them: the matmul's output in
+        the compute dtype, widened, then ``* scale`` in fp32."""
+        logits = self._first[: low_logits.shape[0]].copy_(low_logits)
+        return logits.mul_(scale) if scale != 1.0 else logits
+
+    def second(self, op: Any, *args: torch.Tensor) -> torch.Tensor:
+        """``op(*args)`` written into the second buffer."""
+        if self._second is None:
+            self._second = torch.empty_like(self._first)
+        return op(*args, out=self._second[: args[0].shape[0]])
 
 
 #: Rows of the head's weight gradient widened to fp32 at a time by :func:`_add_widened`.
