@@ -24,7 +24,7 @@ from helpers.models import tiny_qwen2
 from torch import nn
 
 from oreal.batch import TrainBatch, pad_rollouts
-from oreal.models import allocator, autocast_context, fused_head, token_logprobs
+from oreal.models import allocator, autocast_context, direct_grads, fused_head, token_logprobs
 from oreal.models import logprobs as logprobs_module
 from oreal.models.loading import enable_gradient_checkpointing
 from oreal.models.reference import FrozenReference
@@ -126,9 +126,9 @@ def test_an_entropy_only_logged_changes_no_gradient():
 
 
 def test_the_head_gradient_is_widened_block_by_block_exactly(monkeypatch):
-    monkeypatch.setattr(fused_head, "_WIDEN_ROWS", 7)  # 300 rows: the last block is partial
+    monkeypatch.setattr(direct_grads, "_WIDEN_ROWS", 7)  # 300 rows: the last block is partial
     blocked = fused_head_run(with_entropy=False, seed=1)
-    monkeypatch.setattr(fused_head, "_WIDEN_ROWS", 10**9)  # one block: a plain widened add
+    monkeypatch.setattr(direct_grads, "_WIDEN_ROWS", 10**9)  # one block: a plain widened add
     whole = fused_head_run(with_entropy=False, seed=1)
     for got, expected in zip(blocked, whole, strict=True):
         assert torch.equal(got, expected)

@@ -3,8 +3,8 @@
 :func:`oreal.models.token_logprobs` routes a plain bias-free ``nn.Linear`` head (no logit
 soft-capping) through :class:`FusedHeadLogprobs`: the same numbers as the generic chunked path
 under autocast, with the head weight cast to the compute dtype once per optimizer step and a
-hand-written backward. The allocator settings that keep its large per-chunk buffers from being
-page-faulted in anew at every chunk are in :mod:`oreal.models.allocator`.
+hand-written backward whose weight gradient, during an update, goes straight into
+``weight.grad`` (:mod:`oreal.models.direct_grads`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import weakref
 from typing import Any
 
 import torch
+
+from oreal.models.direct_grads import add_into_grad, add_widened
 
 __all__ = ["FusedHeadLogprobs", "release_low_precision_copies", "weights_generation"]
 
@@ -97,7 +99,8 @@ class FusedHeadLogprobs(torch.autograd.Function):
 
     over the chunk's low-precision logits in place, instead of autograd's walk through
     logsumexp, gather, exp and the entropy sum; the weight's gradient is summed over chunks in
-    fp32. The fp32 work runs ``_BLOCK_ROWS`` rows at a time on two small scratch buffers: no
+    fp32, into ``weight.grad`` itself when ``into_grad`` (:mod:`oreal.models.direct_grads`).
+    The fp32 work runs ``_BLOCK_ROWS`` rows at a time on two small scratch buffers: no
     ``[chunk, V]`` fp32 tensor exists (each one was a fresh 100 MB mapping for SmolLM2,
     page-faulted in at every pass), and a block stays in cache across its passes.
     """
@@ -113,6 +116,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
         chunk_size: int,
         compute_dtype: torch.dtype,
         reuse: bool,
+        into_grad: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         low_hidden = hidden.detach().to(compute_dtype)
         low_weight = low_precision(weight, compute_dtype, reuse=reuse)
@@ -144,6 +148,8 @@ class FusedHeadLogprobs(torch.autograd.Function):
         entropy = lse - mean_logit if with_entropy else logp.new_zeros(count)
         ctx.save_for_backward(low_hidden, low_weight, targets, lse, mean_logit)
         ctx.settings = (scale, chunk_size, hidden.dtype, weight.dtype)
+        # oreal.models.direct_grads: the weight's gradient goes into weight.grad
+        ctx.weight = weight if into_grad else None
         # An entropy that is only logged (detached) then reaches backward as None instead of
         # a tensor of zeros, and its pass over the chunk is skipped (same numbers, up to the
         # sign of zero gradients).
@@ -164,6 +170,8 @@ class FusedHeadLogprobs(torch.autograd.Function):
         use_entropy = grad_entropy is not None and mean_logit.numel() > 0
         # A frozen head (LoRA) or frozen hidden states need no gradient: skip its matmul.
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # Straight into weight.grad, unless this backward builds a graph (autograd's way then).
+        direct = need_weight and ctx.weight is not None and not torch.is_grad_enabled()
         grad_hidden = torch.empty_like(low_hidden) if need_hidden else None
         grad_weight: torch.Tensor | None = None
         chunk = _chunk_buffer(low_hidden, low_weight, chunk_size)
@@ -201,17 +209,19 @@ class FusedHeadLogprobs(torch.autograd.Function):
                 torch.mm(low_grad, low_weight, out=grad_hidden[lo:hi])
             if need_weight:
                 chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
-                if grad_weight is None:
+                if direct:
+                    add_into_grad(ctx.weight, chunk_weight_grad)
+                elif grad_weight is None:
                     grad_weight = chunk_weight_grad.to(torch.float32)
                 else:
-                    _add_widened(grad_weight, chunk_weight_grad)
+                    add_widened(grad_weight, chunk_weight_grad)
                 del chunk_weight_grad
-        if need_weight and grad_weight is None:  # no rows
+        if need_weight and not direct and grad_weight is None:  # no rows
             grad_weight = low_weight.new_zeros(low_weight.shape, dtype=torch.float32)
         return (
             grad_hidden.to(hidden_dtype) if grad_hidden is not None else None,
             grad_weight.to(weight_dtype) if grad_weight is not None else None,
-            *(None,) * 6,
+            *(None,) * 7,
         )
 
 
@@ -242,18 +252,3 @@ class _Scratch:
         if self._second is None:
             self._second = torch.empty_like(self._first)
         return op(*args, out=self._second[: args[0].shape[0]])
-
-
-#: Rows of the head's weight gradient widened to fp32 at a time by :func:`_add_widened`.
-_WIDEN_ROWS = 4096
-
-
-def _add_widened(total: torch.Tensor, part: torch.Tensor) -> None:
-    """``total += part.float()`` without an fp32 copy of all of ``part``: block by block.
-
-    A mixed-dtype ``add_`` takes a slow, unvectorised path, so ``part`` is widened first, but
-    a whole fp32 copy of a head gradient is 113 MB for SmolLM2 (49152 x 576), live next to the
-    sum at the moment the update's memory peaks. The same elementwise sum, in blocks of rows.
-    """
-    for start in range(0, part.shape[0], _WIDEN_ROWS):
-        total[start : start + _WIDEN_ROWS] += part[start : start + _WIDEN_ROWS].to(total.dtype)

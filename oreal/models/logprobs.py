@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 from oreal.batch import shared_prefix_layout
 from oreal.models.allocator import tune_allocator
 from oreal.models.device import autocast_context
+from oreal.models.direct_grads import accumulates_into_grad, embed
 from oreal.models.fused_head import FusedHeadLogprobs
 from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
 from oreal.threads import shared_chooser
@@ -143,6 +144,7 @@ def _head_logprobs(
             chunk_size,
             dtype,
             reuse_weight,
+            reuse_weight and accumulates_into_grad(head.weight),
         )
         return logp, (entropy if with_entropy else None)
     logps: list[torch.Tensor] = []
@@ -205,6 +207,13 @@ def token_logprobs(
     )
 
 
+def _embedded(decoder: nn.Module, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The decoder's token input: ``inputs_embeds`` whose gradient goes straight into the
+    embedding's ``.grad`` (:func:`oreal.models.direct_grads.embed`), else ``input_ids``."""
+    embeddings = embed(decoder.get_input_embeddings(), input_ids)
+    return {"input_ids": input_ids} if embeddings is None else {"inputs_embeds": embeddings}
+
+
 def _uncached_autocast(device_type: str) -> contextlib.AbstractContextManager[None]:
     """Autocast as it is, but with its weight-cast cache off, for the decoder's forward (a
     no-op without autocast).
@@ -255,7 +264,7 @@ def _token_logprobs(
         use_shared_prefix_attention(model)
         with _uncached_autocast(input_ids.device.type):
             hidden = decoder(
-                input_ids=layout.input_ids,
+                **_embedded(decoder, layout.input_ids),
                 position_ids=layout.position_ids,
                 # A 4-D mask is passed through as is: no mask is built (the layout is the mask).
                 attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device),
@@ -268,7 +277,9 @@ def _token_logprobs(
     else:
         index, valid = response_positions(mask)
         with _uncached_autocast(input_ids.device.type):
-            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            hidden = decoder(
+                **_embedded(decoder, input_ids), attention_mask=attention_mask, use_cache=False
+            )
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         size = hidden.shape[-1]
         # Only hidden states that predict a response token are kept: position t - 1 predicts t.

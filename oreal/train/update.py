@@ -24,6 +24,7 @@ from oreal.algorithms import (
 )
 from oreal.batch import TrainBatch
 from oreal.models import autocast_context, token_logprobs
+from oreal.models.direct_grads import gradients_into_grad
 from oreal.runtime import Runtime, full_value
 from oreal.seeding import Purpose, derive_seed
 from oreal.threads import shared_chooser
@@ -89,19 +90,22 @@ def policy_update(
             threads.begin(trial=False)
             forward_only = False
             try:
-                micro_batches = _micro_batches(minibatch, params, runtime, micro_batch_size)
-                for rows, needs_grad in micro_batches:
-                    # A placeholder has no loss token: its loss and parts are exactly 0.
-                    part = minibatch[rows] if rows is not None else batch.placeholder()
-                    parts = threads.run(
-                        _forward_backward,
-                        *(model, params, part, normalizers, needs_grad, autocast, temperature),
-                        work=float(part.attention_mask.sum()),
-                        timed=needs_grad,
-                    )
-                    forward_only |= not needs_grad
-                    for key, value in parts.items():
-                        totals[key] += float(value)
+                # The head's and the embedding's gradients go straight into .grad
+                # (oreal.models.direct_grads): no vocabulary-sized gradient per micro-batch.
+                with gradients_into_grad():
+                    micro_batches = _micro_batches(minibatch, params, runtime, micro_batch_size)
+                    for rows, needs_grad in micro_batches:
+                        # A placeholder has no loss token: its loss and parts are exactly 0.
+                        part = minibatch[rows] if rows is not None else batch.placeholder()
+                        parts = threads.run(
+                            _forward_backward,
+                            *(model, params, part, normalizers, needs_grad, autocast, temperature),
+                            work=float(part.attention_mask.sum()),
+                            timed=needs_grad,
+                        )
+                        forward_only |= not needs_grad
+                        for key, value in parts.items():
+                            totals[key] += float(value)
             finally:
                 threads.restore()
             for param in trainable if forward_only else ():
