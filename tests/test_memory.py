@@ -109,7 +109,7 @@ def fused_head_run(*, with_entropy: bool, seed: int = 0) -> tuple[torch.Tensor, 
     targets = torch.randint(0, 300, (70,), generator=gen)
     coefficients = torch.randn(70, generator=gen)
     logp, _ = fused_head.FusedHeadLogprobs.apply(
-        hidden, weight, targets, 1 / 0.7, with_entropy, 32, torch.bfloat16, False
+        hidden, weight, targets, 1 / 0.7, with_entropy, 32, torch.bfloat16, False, False, True
     )
     (logp * coefficients).sum().backward()
     assert hidden.grad is not None and weight.grad is not None
@@ -132,6 +132,47 @@ def test_the_head_gradient_is_widened_block_by_block_exactly(monkeypatch):
     whole = fused_head_run(with_entropy=False, seed=1)
     for got, expected in zip(blocked, whole, strict=True):
         assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.4])
+def test_logits_kept_for_backward_give_the_recomputed_gradients(entropy_weight):
+    """Within the budget the forward's bf16 logits are kept and the backward skips their
+    recompute: the same numbers bit for bit, with and without an entropy gradient."""
+    gen = torch.Generator().manual_seed(4)
+    hidden = torch.randn(70, 16, generator=gen)
+    weight = torch.randn(300, 16, generator=gen) * 0.5
+    targets = torch.randint(0, 300, (70,), generator=gen)
+    coefficients = torch.randn(70, generator=gen)
+
+    def run(for_backward: bool) -> tuple[torch.Tensor, ...]:
+        h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        logp, entropy = fused_head.FusedHeadLogprobs.apply(
+            h, w, targets, 1 / 0.7, True, 32, torch.bfloat16, False, False, for_backward
+        )
+        ((logp * coefficients).sum() + entropy_weight * entropy.sum()).backward()
+        return logp.detach(), entropy.detach(), h.grad, w.grad
+
+    kept = run(True)
+    for got, expected in zip(kept, run(False), strict=True):
+        assert torch.equal(got, expected)
+
+
+def test_logits_over_the_budget_are_recomputed(monkeypatch):
+    calls = []
+    real_mm = torch.mm
+
+    def counting_mm(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real_mm(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "mm", counting_mm)
+    fused_head_run(with_entropy=False)
+    kept_calls = len(calls)
+    calls.clear()
+    monkeypatch.setattr(fused_head, "KEPT_LOGITS_BYTES", 0)
+    fused_head_run(with_entropy=False)
+    # 70 rows in chunks of 32: three logits matmuls more when nothing may be kept
+    assert len(calls) == kept_calls + 3
 
 
 def scored(model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -79,6 +79,12 @@ def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = Tru
     return low
 
 
+#: Most bytes of low-precision logits the forward keeps for the backward (which otherwise
+#: recomputes them, one ``[M, H] x [H, V]`` matmul): a micro-batch of 16 demo rollouts
+#: (about 700 scored tokens x 49152) is 70 MB, about what the chunk buffer it replaces
+#: (512 rows, 50 MB) costs anyway.
+KEPT_LOGITS_BYTES = 256 * 1024 * 1024
+
 #: Rows of a chunk's logits taken to fp32 at a time: 32 x 49152 x 4 bytes = 6 MB for SmolLM2,
 #: small enough to stay in cache across the passes over them and to come from the heap
 #: without page faults (oreal.models.allocator maps blocks of 32 MB and more afresh).
@@ -117,6 +123,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
         compute_dtype: torch.dtype,
         reuse: bool,
         into_grad: bool = False,
+        for_backward: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         low_hidden = hidden.detach().to(compute_dtype)
         low_weight = low_precision(weight, compute_dtype, reuse=reuse)
@@ -124,11 +131,17 @@ class FusedHeadLogprobs(torch.autograd.Function):
         logp = torch.empty(count, dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(logp)
         mean_logit = torch.empty_like(logp) if with_entropy else logp.new_empty(0)
-        chunk = _chunk_buffer(low_hidden, low_weight, chunk_size)
+        # A backward will follow: keep every chunk's logits for it if they fit the budget.
+        keep = (
+            for_backward and count * low_weight.shape[0] * low_weight.itemsize <= KEPT_LOGITS_BYTES
+        )
+        rows = count if keep else chunk_size
+        chunk = _chunk_buffer(low_hidden, low_weight, rows)
         scratch = _Scratch(low_weight)
         for lo in range(0, count, chunk_size):
             hi = min(lo + chunk_size, count)
-            low_logits = torch.mm(low_hidden[lo:hi], low_weight.t(), out=chunk[: hi - lo])
+            out = chunk[lo:hi] if keep else chunk[: hi - lo]
+            low_logits = torch.mm(low_hidden[lo:hi], low_weight.t(), out=out)
             for start in range(lo, hi, _BLOCK_ROWS):
                 stop = min(start + _BLOCK_ROWS, hi)
                 logits = scratch.logits(low_logits[start - lo : stop - lo], scale)
@@ -150,6 +163,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
         ctx.settings = (scale, chunk_size, hidden.dtype, weight.dtype)
         # oreal.models.direct_grads: the weight's gradient goes into weight.grad
         ctx.weight = weight if into_grad else None
+        ctx.logits = chunk if keep else None
         # An entropy that is only logged (detached) then reaches backward as None instead of
         # a tensor of zeros, and its pass over the chunk is skipped (same numbers, up to the
         # sign of zero gradients).
@@ -174,11 +188,15 @@ class FusedHeadLogprobs(torch.autograd.Function):
         direct = need_weight and ctx.weight is not None and not torch.is_grad_enabled()
         grad_hidden = torch.empty_like(low_hidden) if need_hidden else None
         grad_weight: torch.Tensor | None = None
-        chunk = _chunk_buffer(low_hidden, low_weight, chunk_size)
+        kept, ctx.logits = ctx.logits, None  # the forward's logits, overwritten by gradients
+        chunk = kept if kept is not None else _chunk_buffer(low_hidden, low_weight, chunk_size)
         scratch = _Scratch(low_weight)
         for lo in range(0, count, chunk_size):
             hi = min(lo + chunk_size, count)
-            low_grad = torch.mm(low_hidden[lo:hi], low_weight.t(), out=chunk[: hi - lo])
+            if kept is not None:  # the same bf16 logits a recompute would give
+                low_grad = kept[lo:hi]
+            else:
+                low_grad = torch.mm(low_hidden[lo:hi], low_weight.t(), out=chunk[: hi - lo])
             for start in range(lo, hi, _BLOCK_ROWS):
                 stop = min(start + _BLOCK_ROWS, hi)
                 block = low_grad[start - lo : stop - lo]
@@ -221,7 +239,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
         return (
             grad_hidden.to(hidden_dtype) if grad_hidden is not None else None,
             grad_weight.to(weight_dtype) if grad_weight is not None else None,
-            *(None,) * 7,
+            *(None,) * 8,
         )
 
 

@@ -145,6 +145,7 @@ def _head_logprobs(
             dtype,
             reuse_weight,
             reuse_weight and accumulates_into_grad(head.weight),
+            torch.is_grad_enabled(),
         )
         return logp, (entropy if with_entropy else None)
     logps: list[torch.Tensor] = []
