@@ -78,7 +78,7 @@ def add_into_grad(weight: torch.Tensor, part: torch.Tensor) -> None:
     """``weight.grad += part`` in ``weight``'s dtype (:func:`add_widened`); without a gradient
     yet, ``part`` widened becomes it."""
     if weight.grad is None:
-        weight.grad = part.to(weight.dtype)
+        weight.grad = part.to(weight.dtype, copy=True)  # part may be a reused buffer
     else:
         add_widened(weight.grad, part)
 

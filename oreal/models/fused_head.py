@@ -188,6 +188,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
         direct = need_weight and ctx.weight is not None and not torch.is_grad_enabled()
         grad_hidden = torch.empty_like(low_hidden) if need_hidden else None
         grad_weight: torch.Tensor | None = None
+        weight_part: torch.Tensor | None = None
         kept, ctx.logits = ctx.logits, None  # the forward's logits, overwritten by gradients
         chunk = kept if kept is not None else _chunk_buffer(low_hidden, low_weight, chunk_size)
         scratch = _Scratch(low_weight)
@@ -226,14 +227,15 @@ class FusedHeadLogprobs(torch.autograd.Function):
             if grad_hidden is not None:
                 torch.mm(low_grad, low_weight, out=grad_hidden[lo:hi])
             if need_weight:
-                chunk_weight_grad = low_grad.t() @ low_hidden[lo:hi]
+                # one output buffer for every chunk's weight gradient (54 MiB for SmolLM2)
+                weight_part = torch.empty_like(low_weight) if weight_part is None else weight_part
+                chunk_weight_grad = torch.mm(low_grad.t(), low_hidden[lo:hi], out=weight_part)
                 if direct:
                     add_into_grad(ctx.weight, chunk_weight_grad)
                 elif grad_weight is None:
-                    grad_weight = chunk_weight_grad.to(torch.float32)
+                    grad_weight = chunk_weight_grad.to(torch.float32, copy=True)
                 else:
                     add_widened(grad_weight, chunk_weight_grad)
-                del chunk_weight_grad
         if need_weight and not direct and grad_weight is None:  # no rows
             grad_weight = low_weight.new_zeros(low_weight.shape, dtype=torch.float32)
         return (
