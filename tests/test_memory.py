@@ -101,17 +101,30 @@ def test_the_build_stores_the_reference_in_bf16_only_under_autocast(tiny_config,
         without.close()
 
 
-def fused_head_run(*, with_entropy: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """log-probs and the hidden/weight gradients of a loss on the log-probs only."""
+def fused_head_run(
+    *, with_entropy: bool, seed: int = 0, entropy_weight: float = 0.0, for_backward: bool = True
+) -> tuple[torch.Tensor, ...]:
+    """log-probs and the hidden/weight gradients of a loss on the log-probs (and, with
+    ``entropy_weight``, the entropies)."""
     gen = torch.Generator().manual_seed(seed)
     hidden = torch.randn(70, 16, generator=gen).requires_grad_(True)
     weight = (torch.randn(300, 16, generator=gen) * 0.5).requires_grad_(True)
     targets = torch.randint(0, 300, (70,), generator=gen)
     coefficients = torch.randn(70, generator=gen)
-    logp, _ = fused_head.FusedHeadLogprobs.apply(
-        hidden, weight, targets, 1 / 0.7, with_entropy, 32, torch.bfloat16, False, False, True
+    logp, entropy = fused_head.FusedHeadLogprobs.apply(
+        hidden,
+        weight,
+        targets,
+        1 / 0.7,
+        with_entropy,
+        32,
+        torch.bfloat16,
+        False,
+        False,
+        for_backward,
     )
-    (logp * coefficients).sum().backward()
+    loss = (logp * coefficients).sum()
+    ((loss + entropy_weight * entropy.sum()) if entropy_weight else loss).backward()
     assert hidden.grad is not None and weight.grad is not None
     return logp.detach(), hidden.grad, weight.grad
 
@@ -138,23 +151,14 @@ def test_the_head_gradient_is_widened_block_by_block_exactly(monkeypatch):
 def test_logits_kept_for_backward_give_the_recomputed_gradients(entropy_weight):
     """Within the budget the forward's bf16 logits are kept and the backward skips their
     recompute: the same numbers bit for bit, with and without an entropy gradient."""
-    gen = torch.Generator().manual_seed(4)
-    hidden = torch.randn(70, 16, generator=gen)
-    weight = torch.randn(300, 16, generator=gen) * 0.5
-    targets = torch.randint(0, 300, (70,), generator=gen)
-    coefficients = torch.randn(70, generator=gen)
-
-    def run(for_backward: bool) -> tuple[torch.Tensor, ...]:
-        h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
-        logp, entropy = fused_head.FusedHeadLogprobs.apply(
-            h, w, targets, 1 / 0.7, True, 32, torch.bfloat16, False, False, for_backward
+    runs = [
+        fused_head_run(
+            with_entropy=True, seed=4, entropy_weight=entropy_weight, for_backward=for_backward
         )
-        ((logp * coefficients).sum() + entropy_weight * entropy.sum()).backward()
-        return logp.detach(), entropy.detach(), h.grad, w.grad
-
-    kept = run(True)
-    for got, expected in zip(kept, run(False), strict=True):
-        assert torch.equal(got, expected)
+        for for_backward in (True, False)
+    ]
+    for kept, recomputed in zip(*runs, strict=True):
+        assert torch.equal(kept, recomputed)
 
 
 def test_logits_over_the_budget_are_recomputed(monkeypatch):

@@ -1,23 +1,23 @@
 """Vocabulary-sized weight gradients added straight into ``weight.grad`` during an update.
 
-The output head and the input embedding are the two ``V x H`` weights of a causal LM (one
-tensor when tied: 49152 x 576 = 113 MB in fp32 for SmolLM2). Through autograd, every
-micro-batch's backward makes a fresh fp32 gradient for each, the embedding's a zero-filled
-dense tensor for a few hundred looked-up rows, and ``AccumulateGrad`` then adds it into
-``.grad``: two 113 MB allocations (page-faulted in anew, oreal.models.allocator maps large
-blocks on demand), a 113 MB zero fill and two 113 MB additions per micro-batch, measured at
-0.4-1.2 s of a 7 s update of the embedded model on 2 cores.
+The output head and the input embedding are the two ``V x H`` weights of a causal LM (one tensor
+when tied: 49152 x 576 = 113 MB in fp32 for SmolLM2). Through autograd, every micro-batch's
+backward makes a fresh fp32 gradient for each, the embedding's a zero-filled dense tensor for a
+few hundred looked-up rows, and ``AccumulateGrad`` then adds it into ``.grad``: two 113 MB
+allocations (page-faulted in anew, oreal.models.allocator maps large blocks on demand), a 113 MB
+zero fill and two 113 MB additions per micro-batch, 0.4-1.2 s in profiles (torch.profiler) of a
+7 s update of the embedded model on 2 cores.
 
 Inside :func:`gradients_into_grad` (entered by :func:`oreal.train.update.policy_update` around
-its backward passes), :class:`~oreal.models.fused_head.FusedHeadLogprobs` adds each chunk's
-head gradient into ``weight.grad`` and :func:`embed` adds the looked-up rows' gradients with
-one ``index_add_``; neither returns a gradient to autograd for that weight. This is
-Megatron-LM's "gradient accumulation fusion" (the weight-gradient GEMM accumulates into
-``main_grad``), applied to the two largest weights only. It holds for a weight that
-:func:`accumulates_into_grad` accepts: a plain leaf tensor that requires a gradient and has no
-gradient hooks (so nothing, e.g. a data-parallel wrapper, expects the gradient to pass through
-``AccumulateGrad``), and only for backward passes that build no graph. Sharded (FSDP2
-``DTensor``) weights take the autograd path.
+its backward passes), :class:`~oreal.models.fused_head.FusedHeadLogprobs` adds each chunk's head
+gradient into ``weight.grad`` and :func:`embed` adds the looked-up rows' gradients with one
+``index_add_``; neither returns a gradient to autograd for that weight. This is Megatron-LM's
+gradient accumulation fusion (its ``gradient_accumulation_fusion`` option: the weight-gradient
+GEMM accumulates into ``main_grad``), applied to the two largest weights only. It holds for a
+weight that :func:`accumulates_into_grad` accepts: a plain leaf tensor that requires a gradient
+and has no gradient hooks (so nothing, e.g. a data-parallel wrapper, expects the gradient to
+pass through ``AccumulateGrad``), and only for backward passes that build no graph. Sharded
+(FSDP2 ``DTensor``) weights take the autograd path.
 """
 
 from __future__ import annotations
@@ -59,15 +59,13 @@ def gradients_into_grad() -> Iterator[None]:
 def accumulates_into_grad(weight: torch.Tensor) -> bool:
     """True when a forward run now may add ``weight``'s gradient into ``weight.grad`` itself:
     inside :func:`gradients_into_grad`, with autograd recording, for a plain (not sharded)
-    leaf tensor that requires a gradient and has no hooks on it."""
-    from torch.distributed.tensor import DTensor
-
+    leaf tensor that requires a gradient and has no hooks on it (tensor subclasses, FSDP2's
+    ``DTensor`` among them, take autograd's path)."""
     return (
         _enabled
         and torch.is_grad_enabled()
         and weight.is_leaf
         and weight.requires_grad
-        and not isinstance(weight, DTensor)
         and type(weight) in (torch.Tensor, nn.Parameter)
         and not getattr(weight, "_backward_hooks", None)
         and not getattr(weight, "_post_accumulate_grad_hooks", None)

@@ -81,8 +81,8 @@ def low_precision(weight: torch.Tensor, dtype: torch.dtype, *, reuse: bool = Tru
 
 #: Most bytes of low-precision logits the forward keeps for the backward (which otherwise
 #: recomputes them, one ``[M, H] x [H, V]`` matmul): a micro-batch of 16 demo rollouts
-#: (about 700 scored tokens x 49152) is 70 MB, about what the chunk buffer it replaces
-#: (512 rows, 50 MB) costs anyway.
+#: (653 scored tokens x 49152 in docs/performance.md, "Memory") is 64 MB, about what the
+#: chunk buffer it replaces (512 rows, 48 MiB) costs anyway.
 KEPT_LOGITS_BYTES = 256 * 1024 * 1024
 
 #: Rows of a chunk's logits taken to fp32 at a time: 32 x 49152 x 4 bytes = 6 MB for SmolLM2,
