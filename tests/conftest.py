@@ -3,9 +3,9 @@
 One torch thread: the tests run tiny models, where OpenMP synchronisation costs more than it
 gains, and on a 2-core CI machine the verifier's worker processes need the other core.
 
-The trainer tests share one tiny random model (built offline, once per session) and one base
-configuration; the reward functions live here so that configs can name them as
-``tests/conftest.py:function``.
+The tests share the tiny tokenizer; the trainer tests share one tiny random model (built
+offline, once per session) and one base configuration; the reward functions live here so that
+configs can name them as ``tests/conftest.py:function``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from oreal.config_io import load_config
 from oreal.models import save_tiny
+from oreal.models.tiny import build_tiny_tokenizer
 from oreal.train.config import OrealConfig
 
 torch.set_num_threads(1)
@@ -34,6 +36,12 @@ def contains_seven(completions: Sequence[str], **kwargs: object) -> list[float]:
 def has_digit(completions: Sequence[str], **kwargs: object) -> list[float]:
     """About half of a random tiny model's 8-token responses contain a digit: mixed groups."""
     return [1.0 if any(c.isdigit() for c in completion) else 0.0 for completion in completions]
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerBase:
+    """The tiny offline tokenizer (character-level, ChatML special tokens) of the tiny models."""
+    return build_tiny_tokenizer()
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,7 @@ from oreal.models.direct_grads import (
     embed,
     gradients_into_grad,
 )
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
+from oreal.models.tiny import build_tiny_model
 
 
 def micro_batches(vocab: int, pad: int):

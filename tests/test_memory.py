@@ -28,18 +28,13 @@ from oreal.models import allocator, autocast_context, direct_grads, fused_head, 
 from oreal.models import logprobs as logprobs_module
 from oreal.models.loading import enable_gradient_checkpointing
 from oreal.models.reference import FrozenReference
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
+from oreal.models.tiny import build_tiny_model
 from oreal.rollout import FastGenerator, SamplingParams
 from oreal.train import Trainer
 from oreal.train.config import OrealConfig
 from oreal.train.engine import RebuildableEngine
 
 TinyConfig = Callable[..., OrealConfig]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 def rollout_batch(tokenizer, *, seed: int = 0, rows: int = 6) -> TrainBatch:

@@ -13,12 +13,7 @@ from oreal.models import (
     response_positions,
     token_logprobs,
 )
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
+from oreal.models.tiny import build_tiny_model
 
 
 def make_batch(vocab: int, pad: int):

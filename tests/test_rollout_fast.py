@@ -13,17 +13,12 @@ from helpers.reference import sampled_token_logprobs
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from oreal.models.device import autocast_context
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
+from oreal.models.tiny import build_tiny_model
 from oreal.rollout import FastGenerator, Generator, HFGenerator, SamplingParams, make_cpu_generator
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 SAMPLED = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.95, seed=17)
 QUESTIONS = ["1+1=", "What is 12*3-4? Put it in \\boxed{}.", "(2+3)*4=", "7", "x^2=9, x=?"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 @pytest.fixture

@@ -9,15 +9,10 @@ import torch
 
 from oreal.batch import pad_rollouts
 from oreal.models import enable_gradient_checkpointing, token_logprobs
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
+from oreal.models.tiny import build_tiny_model
 from oreal.rollout import Generator, HFGenerator, SamplingParams
 
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 @pytest.fixture

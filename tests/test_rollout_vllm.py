@@ -13,7 +13,7 @@ pytest.importorskip("vllm")
 
 from helpers.reference import sampled_token_logprobs
 
-from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer, save_tiny
+from oreal.models.tiny import build_tiny_model, save_tiny
 from oreal.rollout import Generator, HFGenerator, SamplingParams
 from oreal.rollout.vllm import VLLMGenerator, request_seed
 
@@ -21,11 +21,6 @@ from oreal.rollout.vllm import VLLMGenerator, request_seed
 SHAPE = {"hidden": 128, "heads": 4, "kv_heads": 2, "layers": 2}
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 QUESTIONS = ["1+1=", "What is 12*3-4?", "(2+3)*4=", "x^2=9, x=?"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")

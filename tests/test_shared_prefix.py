@@ -22,11 +22,6 @@ from oreal.models.shared_prefix import SHARED_PREFIX_ATTENTION
 from oreal.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
 def grouped_pairs(vocab: int, *, prompts: int = 3, k: int = 4, seed: int = 0):
     """``prompts`` prompts of different lengths, K responses each (one empty, lengths 0-11)."""
     gen = torch.Generator().manual_seed(seed)
