@@ -1,19 +1,21 @@
 """What the update's precision recipe costs: bf16 autocast over fp32 weights (oreal's today)
-against a bf16 copy of the model, on one batch, alternated in one process.
+against bf16 working weights with fp32 master weights, on one batch, alternated in one process.
 
 The question it answers: how much of the update's time goes to mixed precision by autocast
 (each micro-batch re-casts every fp32 weight to bf16, its backward casts every weight gradient
 back and adds it into the fp32 ``.grad``, the norms and the residual stream run in fp32),
-compared with the recipe of FSDP's ``MixedPrecision(param_dtype=bf16)`` and Megatron (bf16
-working weights, fp32 master weights in the optimizer). The ``bf16_weights`` variant here is
-only the compute half of that recipe: a bf16 copy of the policy stepped by AdamW in bf16, so
-its weights are not a usable training run; it bounds what the compute would gain. The
-log-prob columns say what the numbers would lose: mean and max |log p - log p_fp32| over the
-batch's response tokens, against an fp32 forward without autocast.
+against the recipe of FSDP's ``MixedPrecisionPolicy(param_dtype=bf16)`` and Megatron: the
+model's parameters in bf16 (buffers such as RoPE's frequencies stay fp32), fp32 master copies
+that AdamW steps, copied back into the bf16 parameters after each step. Here the masters
+are a wrapper around the optimizer (:class:`MasterWeights`, benchmark-only): the gradients
+accumulate over micro-batches in bf16 and are clipped there, then widened once per step; a
+trainer would widen after each micro-batch and clip the fp32 gradients (a few % more time).
+The log-prob columns say what the numbers lose: mean and max |log p - log p_fp32| over the
+batch's response tokens, against an fp32 forward without autocast, before any update.
 
 Loads the embedded SmolLM2-135M-Instruct, samples 8 prompts x 8 rollouts x 64 new tokens with
 the fast engine (temperature 1, seed 0), then times ``policy_update`` (RLOO's policy
-gradient, no KL, random advantages, as ``benchmarks/step_time.py``) for each variant and
+gradient, no KL, random advantages, as ``benchmarks/step_time.py``) for each recipe and
 micro-batch size, in turn, ``--rounds`` times after one warm-up each.
 
     python benchmarks/update_precision.py --rounds 6 --out benchmarks/results/update_precision.json
@@ -36,6 +38,26 @@ from oreal.cli import configure_native_libraries
 configure_native_libraries(os.environ)  # as `oreal train` does, before torch loads
 
 import torch  # noqa: E402  (after the native-library settings)
+
+
+class MasterWeights:
+    """The optimizer interface ``policy_update`` uses, over fp32 masters of bf16 parameters."""
+
+    def __init__(self, working: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer):
+        self.working, self.optimizer = working, optimizer
+        self.masters = [group_param for g in optimizer.param_groups for group_param in g["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.working:
+            param.grad = None
+
+    def step(self) -> None:
+        for param, master in zip(self.working, self.masters, strict=True):
+            master.grad = None if param.grad is None else param.grad.float()
+        self.optimizer.step()
+        with torch.no_grad():
+            for param, master in zip(self.working, self.masters, strict=True):
+                param.copy_(master)
 
 
 def main() -> None:
@@ -68,8 +90,10 @@ def main() -> None:
     batch.pass_rate = torch.full_like(advantages, 0.5)
     tokens = int(batch.loss_mask.sum())
 
-    low = copy.deepcopy(policy).to(torch.bfloat16)
-    models = {"autocast": (policy, True), "bf16_weights": (low, False)}
+    working = copy.deepcopy(policy)
+    for param in working.parameters():  # parameters only: buffers (RoPE) stay fp32
+        param.data = param.data.to(torch.bfloat16)
+    models = {"autocast": (policy, True), "bf16_master_weights": (working, False)}
 
     def logprobs(model: torch.nn.Module, autocast: bool) -> torch.Tensor:
         with torch.no_grad(), autocast_context("cpu", autocast):
@@ -86,9 +110,12 @@ def main() -> None:
 
     runtime = Runtime.from_env("cpu")
     params = algorithm_params("rloo", kl_coef=0.0)
+    masters = [torch.nn.Parameter(p.detach().float().clone()) for p in working.parameters()]
     optimizers = {
-        name: make_optimizer(model.parameters(), OptimConfig(lr=1e-6), 10**6)[0]
-        for name, (model, _) in models.items()
+        "autocast": make_optimizer(policy.parameters(), OptimConfig(lr=1e-6), 10**6)[0],
+        "bf16_master_weights": MasterWeights(
+            list(working.parameters()), make_optimizer(masters, OptimConfig(lr=1e-6), 10**6)[0]
+        ),
     }
     variants = [(name, size) for name in models for size in args.micro_batch_sizes]
 
@@ -135,7 +162,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "loadavg_before_after": [loadavg_before, os.getloadavg()],
-        "note": "bf16_weights: a bf16 copy stepped in bf16, a bound on the compute, not a run",
+        "note": "bf16_master_weights: grads summed and clipped in bf16, widened once per step",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
