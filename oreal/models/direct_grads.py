@@ -5,8 +5,9 @@ when tied: 49152 x 576 = 113 MB in fp32 for SmolLM2). Through autograd, every mi
 backward makes a fresh fp32 gradient for each, the embedding's a zero-filled dense tensor for a
 few hundred looked-up rows, and ``AccumulateGrad`` then adds it into ``.grad``: two 113 MB
 allocations (page-faulted in anew, oreal.models.allocator maps large blocks on demand), a 113 MB
-zero fill and two 113 MB additions per micro-batch, 0.4-1.2 s in profiles (torch.profiler) of a
-7 s update of the embedded model on 2 cores.
+zero fill and two 113 MB additions per micro-batch: 0.4-1.2 s of a 7 s update of the embedded
+model on 2 cores by torch.profiler, whose attribution can be far off on such a machine; the
+update's measured gain with this module and the blocked head is in docs/performance.md.
 
 Inside :func:`gradients_into_grad` (entered by :func:`oreal.train.update.policy_update` around
 its backward passes), :class:`~oreal.models.fused_head.FusedHeadLogprobs` adds each chunk's head
