@@ -23,14 +23,19 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpoints[-1] / "policy" / "model.safetensors"))
 
 
+BF16_WEIGHTS = ("model.bf16_autocast=true", "model.param_dtype=bfloat16")
+
+
+@pytest.mark.parametrize("precision", [(), BF16_WEIGHTS], ids=["fp32", "bf16_weights"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
-    tiny_config: TinyConfig, tiny_model_dir: Path, tmp_path: Path
+    tiny_config: TinyConfig, tiny_model_dir: Path, tmp_path: Path, precision: tuple[str, ...]
 ) -> None:
     settings = (
         "train.steps=4",
         "optim.lr=1e-3",
         "algorithm.name=grpo",
         "algorithm.params.kl_coef=0.01",
+        *precision,
     )
     straight = Trainer(args=tiny_config(tmp_path / "straight", *settings))
     straight.train()

@@ -53,9 +53,16 @@ def test_lora_trains_adapters_and_saves_a_merged_model(
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_lora_resume_is_exact(tiny_config: TinyConfig, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "precision",
+    [(), ("model.bf16_autocast=true", "model.param_dtype=bfloat16")],
+    ids=["fp32", "bf16_weights"],
+)
+def test_lora_resume_is_exact(
+    tiny_config: TinyConfig, tmp_path: Path, precision: tuple[str, ...]
+) -> None:
     pytest.importorskip("peft")
-    settings = ("train.steps=3", *LORA)
+    settings = ("train.steps=3", *LORA, *precision)
     Trainer(args=tiny_config(tmp_path / "straight", *settings, reward="has_digit")).train()
     interrupted = Trainer(args=tiny_config(tmp_path / "resumed", *settings, reward="has_digit"))
     interrupted.train_step()

@@ -28,6 +28,7 @@ from oreal.models.allocator import tune_allocator
 from oreal.models.device import autocast_context
 from oreal.models.direct_grads import accumulates_into_grad, embed
 from oreal.models.fused_head import FusedHeadLogprobs
+from oreal.models.precision import working_weights
 from oreal.models.shared_prefix import shared_prefix_supported, use_shared_prefix_attention
 from oreal.threads import shared_chooser
 
@@ -339,10 +340,14 @@ def batch_logprobs(
     *,
     micro_batch_size: int,
     autocast: bool,
+    param_dtype: torch.dtype = torch.float32,
     temperature: float = 1.0,
     runtime: Runtime | None = None,
 ) -> torch.Tensor:
     """Log-probs ``[B, R]`` of the response tokens under ``model`` (no gradient), micro-batched.
+
+    ``param_dtype=torch.bfloat16`` scores with bf16 copies of the weights, as
+    :func:`oreal.train.update.policy_update` trains with them (:mod:`oreal.models.precision`).
 
     With a data-parallel ``runtime`` every rank runs the same number of forwards (a placeholder
     row where it has none left), since forwards of a sharded model are collectives.
@@ -357,18 +362,19 @@ def batch_logprobs(
     # Thread count per micro-batch chosen by timing (oreal/threads.py); values do not change.
     threads = shared_chooser("batch_logprobs", trial_rounds=1, period=32)
     threads.begin(trial=False)
+    autocast = autocast and param_dtype == torch.float32  # bf16 weights: nothing to cast
     try:
-        for rows in slices:
-            part = batch[rows] if rows is not None else batch.placeholder()
-            with autocast_context(device, autocast):
+        with working_weights(model, param_dtype), autocast_context(device, autocast):
+            for rows in slices:
+                part = batch[rows] if rows is not None else batch.placeholder()
                 logprobs, _ = threads.run(
                     token_logprobs,
                     *(model, part.input_ids, part.attention_mask, part.response_mask),
                     temperature=temperature,
                     work=float(part.attention_mask.sum()),
                 )
-            if rows is not None:
-                out[rows, : logprobs.shape[1]] = logprobs.float()
+                if rows is not None:
+                    out[rows, : logprobs.shape[1]] = logprobs.float()
     finally:
         threads.restore()
     return out

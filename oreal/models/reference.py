@@ -55,7 +55,11 @@ class FrozenReference:
 
     @classmethod
     def copy_of(
-        cls, policy: nn.Module, *, matmul_dtype: torch.dtype | None = None
+        cls,
+        policy: nn.Module,
+        *,
+        matmul_dtype: torch.dtype | None = None,
+        param_dtype: torch.dtype | None = None,
     ) -> FrozenReference:
         """A frozen deep copy of the (initial) policy.
 
@@ -63,12 +67,17 @@ class FrozenReference:
         the linear layers in that dtype (module docstring); the output head stays as it is
         when its weight is the input embedding's. Pass it only for models whose linear
         weights enter the forward through ``F.linear`` alone (Llama and Qwen2 do; see
-        :func:`low_precision_reference_supported`).
+        :func:`low_precision_reference_supported`). ``param_dtype=torch.bfloat16`` stores
+        every parameter in bf16 instead (buffers stay fp32), for a run whose policy computes
+        with bf16 copies of its weights (:mod:`oreal.models.precision`): π_ref then scores
+        exactly as the initial policy does, at a quarter of the fp32 copy's memory.
         """
         module = copy.deepcopy(policy)
         module.eval()
         for param in module.parameters():
             param.requires_grad_(False)
+            if param_dtype is not None and param.is_floating_point():
+                param.data = param.data.to(param_dtype)
         if matmul_dtype is not None:
             _store_linear_weights(module, matmul_dtype)
         return cls(module, matmul_dtype=matmul_dtype)
@@ -102,10 +111,12 @@ class FrozenReference:
         *,
         micro_batch_size: int,
         autocast: bool,
+        param_dtype: torch.dtype = torch.float32,
         temperature: float = 1.0,
         runtime: Runtime | None = None,
     ) -> torch.Tensor:
-        """log π_ref of the response tokens, ``[B, R]``."""
+        """log π_ref of the response tokens, ``[B, R]`` (``param_dtype``: as
+        :func:`~oreal.models.logprobs.batch_logprobs`)."""
         if self.matmul_dtype is not None and not autocast:
             raise ValueError(
                 f"this reference stores its linear weights in {self.matmul_dtype} and is scored "
@@ -117,6 +128,7 @@ class FrozenReference:
                 batch,
                 micro_batch_size=micro_batch_size,
                 autocast=autocast,
+                param_dtype=param_dtype,
                 temperature=temperature,
                 runtime=runtime,
             )

@@ -219,6 +219,11 @@ def build_components(
     resume_policy: Callable[[nn.Module], None] | None = None,
 ) -> Components:
     """Everything a run trains with (module docstring for the order), from checked inputs."""
+    if runtime.distributed and config.model.param_dtype == "bfloat16":
+        raise BuildError(
+            "model.param_dtype=bfloat16 runs in one process; under torchrun FSDP2 sets the "
+            "compute dtype (bf16 parameters on GPU, autocast on CPU): leave it at float32"
+        )
     policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
     limit = _prompt_limit(config, policy)
     train = fit_prompts(inputs.train, tokenizer, config, limit, label="training")
@@ -262,9 +267,11 @@ def _with_models(
     plain_copy = copy.deepcopy(policy) if backend == "hf" and runtime.distributed else None
     reference = None
     if algorithm.needs_reference and lora.rank == 0:
-        reference = FrozenReference.copy_of(
-            policy, matmul_dtype=_reference_dtype(config, runtime, policy)
-        )
+        if config.model.param_dtype == "bfloat16":  # scored as the policy: bf16 copies
+            reference = FrozenReference.copy_of(policy, param_dtype=torch.bfloat16)
+        else:
+            matmul_dtype = _reference_dtype(config, runtime, policy)
+            reference = FrozenReference.copy_of(policy, matmul_dtype=matmul_dtype)
     token_rm = None
     if config.token_rm.enabled:
         token_rm = TokenRMTrainer(

@@ -43,6 +43,14 @@ class ModelConfig(Section):
         "auto", description="auto: CUDA when present, else CPU ($OREAL_DEVICE overrides)."
     )
     bf16_autocast: bool = Field(True, description="bf16 compute, fp32 master weights.")
+    param_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description=(
+            "What the update's forward/backward and the policy's scoring compute with: the "
+            "fp32 weights under autocast, or bf16 copies of them cast once per optimizer step "
+            "(bf16 norms and residual stream too; FSDP2's param_dtype). One process only."
+        ),
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute each layer's activations in backward: less memory."
     )
@@ -50,6 +58,15 @@ class ModelConfig(Section):
         None, description="Where the embedded GGUF is cached as safetensors (~/.cache/oreal)."
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+
+    @model_validator(mode="after")
+    def _check_precision(self) -> ModelConfig:
+        if self.param_dtype == "bfloat16" and not self.bf16_autocast:
+            raise ValueError(
+                "model.param_dtype=bfloat16 computes in bf16, model.bf16_autocast=false asks "
+                "for fp32 compute: set one of them"
+            )
+        return self
 
 
 class DataConfig(Section):
@@ -356,6 +373,11 @@ class OrealConfig(Section):
             raise ValueError(
                 "token_rm.enabled needs algorithm.name=oreal (its weights w+/w- enter OREAL's "
                 f"positive/negative terms); got algorithm.name={self.algorithm.name!r}"
+            )
+        if self.model.param_dtype == "bfloat16":  # it borrows the reference's weights
+            raise ValueError(
+                "token_rm.enabled trains the token RM under autocast over fp32 weights; it "
+                "does not support model.param_dtype=bfloat16 yet"
             )
         if rm.policy_freeze_steps >= self.train.steps:
             raise ValueError(

@@ -25,6 +25,7 @@ from oreal.algorithms import (
 from oreal.batch import TrainBatch
 from oreal.models import autocast_context, token_logprobs
 from oreal.models.direct_grads import gradients_into_grad
+from oreal.models.precision import working_weights
 from oreal.runtime import Runtime, full_value
 from oreal.seeding import Purpose, derive_seed
 from oreal.threads import shared_chooser
@@ -53,6 +54,7 @@ def policy_update(
     minibatches: int = 1,
     grad_clip: float | None = 1.0,
     autocast: bool = True,
+    param_dtype: torch.dtype = torch.float32,
     temperature: float = 1.0,
     max_new_tokens: int | None = None,
     seed: int = 0,
@@ -65,6 +67,9 @@ def policy_update(
     the single-update regime of OREAL's release and 1-shot RLVR). Mini-batches are a seeded
     shuffle of this rank's rows, keyed by (seed, step, epoch, rank). Returns the step's logged
     values: loss parts summed over micro-batches and ranks, averaged over optimizer steps.
+
+    ``param_dtype=torch.bfloat16`` runs each optimizer step's forwards and backwards on bf16
+    copies of the fp32 parameters, which stay the master weights (:mod:`oreal.models.precision`).
     """
     if epochs * minibatches > 1 and batch.old_logprobs is None:
         raise ValueError("several optimizer steps per rollout batch need old_logprobs")
@@ -76,6 +81,7 @@ def policy_update(
     # Thread count per micro-batch chosen by timing (oreal/threads.py): fewer threads when
     # another process holds a core. Gradients were measured not to change with it.
     threads = shared_chooser("policy_update", trial_rounds=1, period=32)
+    autocast = autocast and param_dtype == torch.float32  # bf16 weights: nothing to cast
     for epoch in range(epochs):
         order = torch.arange(len(batch))
         if minibatches > 1:
@@ -92,7 +98,7 @@ def policy_update(
             try:
                 # The head's and the embedding's gradients go straight into .grad
                 # (oreal.models.direct_grads): no vocabulary-sized gradient per micro-batch.
-                with gradients_into_grad():
+                with gradients_into_grad(), working_weights(model, param_dtype) as working:
                     micro_batches = _micro_batches(minibatch, params, runtime, micro_batch_size)
                     for rows, needs_grad in micro_batches:
                         # A placeholder has no loss token: its loss and parts are exactly 0.
@@ -103,6 +109,8 @@ def policy_update(
                             work=float(part.attention_mask.sum()),
                             timed=needs_grad,
                         )
+                        if working is not None and needs_grad:
+                            working.widen_grads()  # each micro-batch's gradient summed in fp32
                         forward_only |= not needs_grad
                         for key, value in parts.items():
                             totals[key] += float(value)
