@@ -10,6 +10,7 @@ to time that code with this script (before/after comparisons).
 
     python benchmarks/step_time.py                      # embedded SmolLM2-135M, bf16 autocast
     python benchmarks/step_time.py --no-bf16            # fp32 compute, for comparison
+    python benchmarks/step_time.py --param-dtype bfloat16   # bf16 copies of fp32 weights
     python benchmarks/step_time.py --model PATH --prompts 8 --k 8 --max-new-tokens 64
     PYTHONPATH=/path/to/old/checkout python benchmarks/step_time.py --out /tmp/before.json
 """
@@ -44,6 +45,12 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="steps timed (after a warm-up)")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 compute instead of bf16")
+    parser.add_argument(
+        "--param-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="model.param_dtype: bf16 autocast over fp32 weights, or bf16 copies of them",
+    )
     parser.add_argument("--backend", choices=("hf", "fast"), default="hf", help="rollout engine")
     parser.add_argument("--kl-coef", type=float, default=0.01, help="0: no reference model")
     parser.add_argument("--out", default="benchmarks/results/step_time.json")
@@ -62,10 +69,17 @@ def main() -> None:
     from oreal.train.update import policy_update
 
     autocast = not args.no_bf16
+    if args.param_dtype == "bfloat16" and args.no_bf16:
+        parser.error("--param-dtype bfloat16 computes in bf16: drop --no-bf16")
+    # passed only when set, so that an older checkout on PYTHONPATH runs the default
+    precision = {"param_dtype": torch.bfloat16} if args.param_dtype == "bfloat16" else {}
     started = time.perf_counter()
     policy, tokenizer = load_policy(args.model)
     load_seconds = time.perf_counter() - started
     reference = load_policy(args.model)[0] if args.kl_coef > 0 else None
+    if reference is not None and precision:  # stored as the policy computes (buffers fp32)
+        for param in reference.parameters():
+            param.data = param.data.to(torch.bfloat16)
     engine = HFGenerator if args.backend == "hf" else FastGenerator
     generator = engine(policy, tokenizer, max_batch_size=args.prompts * args.k)
     generator.autocast = autocast
@@ -95,6 +109,7 @@ def main() -> None:
                 micro_batch_size=args.micro_batch_size,
                 autocast=autocast,
                 runtime=runtime,
+                **precision,
             )
         score_s = time.perf_counter() - tick
 
@@ -112,6 +127,7 @@ def main() -> None:
             micro_batch_size=args.micro_batch_size,
             autocast=autocast,
             max_new_tokens=args.max_new_tokens,
+            **precision,
         )
         train_s = time.perf_counter() - tick
         response_tokens = int(tensors.loss_mask.sum())
@@ -140,7 +156,13 @@ def main() -> None:
         "benchmark": "step_time",
         "command": "python benchmarks/step_time.py " + " ".join(sys.argv[1:]),
         "model": args.model,
-        "compute": "bf16 autocast, fp32 weights" if autocast else "fp32",
+        "compute": (
+            "bf16 copies of fp32 weights"
+            if precision
+            else "bf16 autocast, fp32 weights"
+            if autocast
+            else "fp32"
+        ),
         "prompts": args.prompts,
         "k": args.k,
         "max_new_tokens": args.max_new_tokens,

@@ -1,22 +1,23 @@
-"""What the update's precision recipe costs: bf16 autocast over fp32 weights (oreal's today)
-against bf16 working weights with fp32 master weights, on one batch, alternated in one process.
+"""What the update's precision recipe costs: bf16 autocast over fp32 weights
+(``model.param_dtype=float32``, the default) against bf16 working copies of the fp32 weights
+(``model.param_dtype=bfloat16``, :mod:`oreal.models.precision`), on one batch, alternated in
+one process.
 
-The question it answers: how much of the update's time goes to mixed precision by autocast
-(each micro-batch re-casts every fp32 weight to bf16, its backward casts every weight gradient
-back and adds it into the fp32 ``.grad``, the norms and the residual stream run in fp32),
-against the recipe of FSDP's ``MixedPrecisionPolicy(param_dtype=bf16)`` and Megatron: the
-model's parameters in bf16 (buffers such as RoPE's frequencies stay fp32), fp32 master copies
-that AdamW steps, copied back into the bf16 parameters after each step. Here the masters
-are a wrapper around the optimizer (:class:`MasterWeights`, benchmark-only): the gradients
-accumulate over micro-batches in bf16 and are clipped there, then widened once per step; a
-trainer would widen after each micro-batch and clip the fp32 gradients (a few % more time).
-The log-prob columns say what the numbers lose: mean and max |log p - log p_fp32| over the
-batch's response tokens, against an fp32 forward without autocast, before any update.
+Under autocast each micro-batch re-casts every fp32 weight to bf16, its backward casts every
+weight gradient back and adds it into the fp32 ``.grad``, and the norms and the residual stream
+run in fp32. With bf16 parameters (the recipe of FSDP2's ``MixedPrecisionPolicy(param_dtype=
+bf16)`` and Megatron) the weights are cast once per optimizer step, everything between the
+matmuls runs in bf16, each micro-batch's gradients are widened into fp32 sums, and AdamW steps
+the fp32 weights. The log-prob columns say what the numbers lose: mean and max
+|log p - log p_fp32| over the batch's response tokens, against an fp32 forward without
+autocast, before any update, each recipe scored as the trainer scores it (``batch_logprobs``).
 
 Loads the embedded SmolLM2-135M-Instruct, samples 8 prompts x 8 rollouts x 64 new tokens with
 the fast engine (temperature 1, seed 0), then times ``policy_update`` (RLOO's policy
 gradient, no KL, random advantages, as ``benchmarks/step_time.py``) for each recipe and
 micro-batch size, in turn, ``--rounds`` times after one warm-up each.
+``results/update_precision_prototype.json`` holds an earlier prototype's run (bf16 parameters
+held in a second model, gradients summed and clipped in bf16).
 
     python benchmarks/update_precision.py --rounds 6 --out benchmarks/results/update_precision.json
 """
@@ -40,26 +41,6 @@ configure_native_libraries(os.environ)  # as `oreal train` does, before torch lo
 import torch  # noqa: E402  (after the native-library settings)
 
 
-class MasterWeights:
-    """The optimizer interface ``policy_update`` uses, over fp32 masters of bf16 parameters."""
-
-    def __init__(self, working: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer):
-        self.working, self.optimizer = working, optimizer
-        self.masters = [group_param for g in optimizer.param_groups for group_param in g["params"]]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self.working:
-            param.grad = None
-
-    def step(self) -> None:
-        for param, master in zip(self.working, self.masters, strict=True):
-            master.grad = None if param.grad is None else param.grad.float()
-        self.optimizer.step()
-        with torch.no_grad():
-            for param, master in zip(self.working, self.masters, strict=True):
-                param.copy_(master)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -70,8 +51,8 @@ def main() -> None:
     from oreal.algorithms import algorithm_params
     from oreal.batch import pad_rollouts
     from oreal.data import load_problems, render_prompt
-    from oreal.models import load_policy, token_logprobs
-    from oreal.models.device import autocast_context
+    from oreal.models import load_policy
+    from oreal.models.logprobs import batch_logprobs
     from oreal.optim import make_optimizer
     from oreal.rollout import FastGenerator, SamplingParams
     from oreal.runtime import Runtime
@@ -90,37 +71,29 @@ def main() -> None:
     batch.pass_rate = torch.full_like(advantages, 0.5)
     tokens = int(batch.loss_mask.sum())
 
-    working = copy.deepcopy(policy)
-    for param in working.parameters():  # parameters only: buffers (RoPE) stay fp32
-        param.data = param.data.to(torch.bfloat16)
-    models = {"autocast": (policy, True), "bf16_master_weights": (working, False)}
+    models = {
+        "autocast": (policy, torch.float32),
+        "bf16_weights": (copy.deepcopy(policy), torch.bfloat16),
+    }
 
-    def logprobs(model: torch.nn.Module, autocast: bool) -> torch.Tensor:
-        with torch.no_grad(), autocast_context("cpu", autocast):
-            values, _ = token_logprobs(
-                model, batch.input_ids, batch.attention_mask, batch.response_mask
-            )
-        return values.float()[batch.loss_mask.bool()]
-
-    exact = logprobs(policy, False)
+    exact = batch_logprobs(policy, batch, micro_batch_size=16, autocast=False)
+    mask = batch.loss_mask.bool()
     error = {}
-    for name, (model, autocast) in models.items():
-        gap = (logprobs(model, autocast) - exact).abs()
+    for name, (model, dtype) in models.items():
+        scored = batch_logprobs(model, batch, micro_batch_size=16, autocast=True, param_dtype=dtype)
+        gap = (scored - exact)[mask].abs()
         error[name] = {"mean_abs_logprob_error": float(gap.mean()), "max": float(gap.max())}
 
     runtime = Runtime.from_env("cpu")
     params = algorithm_params("rloo", kl_coef=0.0)
-    masters = [torch.nn.Parameter(p.detach().float().clone()) for p in working.parameters()]
     optimizers = {
-        "autocast": make_optimizer(policy.parameters(), OptimConfig(lr=1e-6), 10**6)[0],
-        "bf16_master_weights": MasterWeights(
-            list(working.parameters()), make_optimizer(masters, OptimConfig(lr=1e-6), 10**6)[0]
-        ),
+        name: make_optimizer(model.parameters(), OptimConfig(lr=1e-6), 10**6)[0]
+        for name, (model, _) in models.items()
     }
     variants = [(name, size) for name in models for size in args.micro_batch_sizes]
 
     def update(name: str, size: int) -> float:
-        model, autocast = models[name]
+        model, dtype = models[name]
         started = time.perf_counter()
         policy_update(
             model,
@@ -129,7 +102,8 @@ def main() -> None:
             batch,
             runtime=runtime,
             micro_batch_size=size,
-            autocast=autocast,
+            autocast=True,
+            param_dtype=dtype,
             max_new_tokens=64,
         )
         return time.perf_counter() - started
@@ -162,7 +136,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "loadavg_before_after": [loadavg_before, os.getloadavg()],
-        "note": "bf16_master_weights: grads summed and clipped in bf16, widened once per step",
+        "note": "shared 2-core machine: other jobs may have run at the same time (loadavg)",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
