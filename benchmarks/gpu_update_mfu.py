@@ -49,6 +49,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1024, help="tokens per sequence")
     parser.add_argument("--micro-batch-size", type=int, default=4)
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--param-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="model.param_dtype: bf16 autocast over fp32 weights, or bf16 copies of them",
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_update_mfu.json"))
     args = parser.parse_args()
@@ -90,6 +96,7 @@ def main() -> None:
         policy_update(
             model, optimizer, params, rows, runtime=Runtime(device=device),
             micro_batch_size=args.micro_batch_size, autocast=True,
+            param_dtype=getattr(torch, args.param_dtype),
         )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize()
