@@ -79,7 +79,7 @@ def _batch(tokenizer, advantages: list[float]):
     return batch
 
 
-def _update(tokenizer, advantages, monkeypatch, *, skip: bool):
+def _update(tokenizer, advantages, monkeypatch, *, skip: bool, param_dtype=torch.float32):
     model = build_tiny_model(tokenizer, seed=0)
     optimizer, _ = make_optimizer(model.parameters(), OptimConfig(lr=1e-3), 10)
     calls: list[bool] = []
@@ -102,6 +102,7 @@ def _update(tokenizer, advantages, monkeypatch, *, skip: bool):
         runtime=Runtime.from_env("cpu"),
         micro_batch_size=2,
         autocast=False,
+        param_dtype=param_dtype,
     )
     monkeypatch.undo()
     return model.state_dict(), logged, calls
@@ -114,10 +115,16 @@ def _update(tokenizer, advantages, monkeypatch, *, skip: bool):
         [0.0] * 6,  # nothing to learn: AdamW still steps (weight decay) on zero gradients
     ],
 )
-def test_skipping_backward_gives_the_same_update_and_logs(advantages, monkeypatch):
+@pytest.mark.parametrize("param_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_skipping_backward_gives_the_same_update_and_logs(advantages, param_dtype, monkeypatch):
     tokenizer = build_tiny_tokenizer()
-    skipped, logged_skip, calls_skip = _update(tokenizer, advantages, monkeypatch, skip=True)
-    full, logged_full, calls_full = _update(tokenizer, advantages, monkeypatch, skip=False)
+    settings = {"param_dtype": param_dtype}
+    skipped, logged_skip, calls_skip = _update(
+        tokenizer, advantages, monkeypatch, skip=True, **settings
+    )
+    full, logged_full, calls_full = _update(
+        tokenizer, advantages, monkeypatch, skip=False, **settings
+    )
     zeros = sum(a == 0 for a in advantages)
     assert calls_full == [True] * (len(advantages) // 2)
     assert calls_skip.count(False) == zeros // 2  # inert rows ran forward only

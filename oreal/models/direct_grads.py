@@ -19,6 +19,10 @@ weight that :func:`accumulates_into_grad` accepts: a plain leaf tensor that requ
 and has no gradient hooks (so nothing, e.g. a data-parallel wrapper, expects the gradient to
 pass through ``AccumulateGrad``), and only for backward passes that build no graph. Sharded
 (FSDP2 ``DTensor``) weights take the autograd path.
+
+A weight with a ``main_grad`` attribute (Megatron's name: None or an fp32 tensor) gets these
+gradients summed there instead of in ``.grad``: :class:`oreal.models.precision.Bf16Parameters`
+sets it, so that a bf16 weight's chunk and micro-batch gradients add up in fp32.
 """
 
 from __future__ import annotations
@@ -74,9 +78,15 @@ def accumulates_into_grad(weight: torch.Tensor) -> bool:
 
 
 def add_into_grad(weight: torch.Tensor, part: torch.Tensor) -> None:
-    """``weight.grad += part`` in ``weight``'s dtype (:func:`add_widened`); without a gradient
-    yet, ``part`` widened becomes it."""
-    if weight.grad is None:
+    """``weight.grad += part`` in ``weight``'s dtype (:func:`add_widened`), or into its fp32
+    ``main_grad`` where it has one (module docstring); without a sum yet, ``part`` widened
+    becomes it."""
+    if hasattr(weight, "main_grad"):
+        if weight.main_grad is None:
+            weight.main_grad = part.to(torch.float32, copy=True)
+        else:
+            add_widened(weight.main_grad, part)
+    elif weight.grad is None:
         weight.grad = part.to(weight.dtype, copy=True)  # part may be a reused buffer
     else:
         add_widened(weight.grad, part)
@@ -111,12 +121,19 @@ class _EmbeddingIntoGrad(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, None]:  # type: ignore[override]
         (ids,) = ctx.saved_tensors
         weight, ids = ctx.weight, ids.flatten()
-        rows = grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
+        main = hasattr(weight, "main_grad") and not torch.is_grad_enabled()
+        dtype = torch.float32 if main else weight.dtype
+        rows = grad.reshape(-1, grad.shape[-1]).to(dtype)
         if ctx.padding_idx is not None:  # nn.Embedding gives the padding row no gradient
             kept = ids != ctx.padding_idx
             ids, rows = ids[kept], rows[kept]
         if torch.is_grad_enabled():  # a backward that builds a graph: autograd's way
             return torch.zeros_like(weight).index_add(0, ids, rows), None, None
+        if main:
+            if weight.main_grad is None:
+                weight.main_grad = torch.zeros_like(weight, dtype=torch.float32)
+            weight.main_grad.index_add_(0, ids, rows)
+            return None, None, None
         if weight.grad is None:
             weight.grad = torch.zeros_like(weight)
         weight.grad.index_add_(0, ids, rows)

@@ -105,7 +105,8 @@ class FusedHeadLogprobs(torch.autograd.Function):
 
     over the chunk's low-precision logits in place, instead of autograd's walk through
     logsumexp, gather, exp and the entropy sum; the weight's gradient is summed over chunks in
-    fp32, into ``weight.grad`` itself when ``into_grad`` (:mod:`oreal.models.direct_grads`).
+    fp32, into ``weight.grad`` itself (or an fp32 ``main_grad``) when ``into_grad``
+    (:mod:`oreal.models.direct_grads`).
     The fp32 work runs ``_BLOCK_ROWS`` rows at a time on two small scratch buffers: no
     ``[chunk, V]`` fp32 tensor exists (each one was a fresh 100 MB mapping for SmolLM2,
     page-faulted in at every pass), and a block stays in cache across its passes.

@@ -12,7 +12,10 @@ with bf16 matmuls, docs/performance.md; log-probs slightly less exact, same page
 :class:`Bf16Parameters` swaps each fp32 parameter's ``.data`` for a bf16 copy and back: the
 ``Parameter`` objects stay the same, so the optimizer, its state, checkpoints, resume and the
 rollout engine's weight sync see fp32 parameters as before, outside the ``with`` block. Buffers
-(RoPE's frequencies) stay fp32, as FSDP2 leaves them.
+(RoPE's frequencies) stay fp32, as FSDP2 leaves them. The gradients are summed in each
+trainable parameter's fp32 ``main_grad`` while the block runs (Megatron-LM's name and its
+gradient-accumulation fusion): the head's chunks and the embedding's rows add into it directly
+(:mod:`oreal.models.direct_grads`), autograd's bf16 gradients after each micro-batch.
 """
 
 from __future__ import annotations
@@ -31,39 +34,49 @@ __all__ = ["Bf16Parameters", "working_weights"]
 
 class Bf16Parameters:
     """``with Bf16Parameters(model) as weights:`` every fp32 parameter of ``model`` holds a
-    bf16 copy of itself; :meth:`widen_grads` after each backward moves the bf16 gradients
-    into fp32 sums (so a step's micro-batches add up in fp32, as autocast's do); on exit the
-    fp32 values come back, with the fp32 sums as their ``.grad``.
+    bf16 copy of itself; gradients are summed in fp32 (so a step's chunks and micro-batches
+    add up in fp32, as autocast's do); on exit the fp32 values come back, with those sums as
+    the trainable parameters' ``.grad``.
 
-    An fp32 ``.grad`` present on entry is where the sum starts. Nothing but ``.data`` and
-    ``.grad`` changes, and both are restored on exit also when the block raises.
+    The sums live in each trainable parameter's ``main_grad`` (Megatron-LM's name) while the
+    block runs: :mod:`oreal.models.direct_grads` adds the head's and the embedding's
+    gradients straight into it, and :meth:`widen_grads`, called after each backward, moves
+    autograd's bf16 ``.grad`` into it. An fp32 ``.grad`` present on entry is where the sum
+    starts (a copy of it). When the block raises, or entering it fails halfway, every
+    parameter gets its fp32 values and its entry ``.grad`` back unchanged.
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
         self.dtype = dtype
         self.params = [p for p in model.parameters() if p.dtype == torch.float32]
         self._masters: list[torch.Tensor] = []
-        self._sums: list[torch.Tensor | None] = []
+        self._entry_grads: list[torch.Tensor | None] = []
 
     def __enter__(self) -> Bf16Parameters:
-        self._masters = [p.data for p in self.params]
-        self._sums = [p.grad for p in self.params]
-        for param in self.params:
-            param.grad = None
-            param.data = param.data.to(self.dtype)
+        try:
+            for param in self.params:
+                self._masters.append(param.data)
+                self._entry_grads.append(param.grad)
+                param.grad = None
+                if param.requires_grad:
+                    entry = self._entry_grads[-1]
+                    param.main_grad = None if entry is None else entry.clone()  # type: ignore[attr-defined]
+                param.data = param.data.to(self.dtype)
+        except BaseException:
+            self._restore(failed=True)
+            raise
         return self
 
     def widen_grads(self) -> None:
-        """Add each parameter's bf16 ``.grad`` into its fp32 sum and clear it."""
-        for index, param in enumerate(self.params):
+        """Add each parameter's bf16 ``.grad`` into its fp32 ``main_grad`` and clear it."""
+        for param in self.params:
             grad = param.grad
             if grad is None:
                 continue
-            total = self._sums[index]
-            if total is None:
-                self._sums[index] = grad.to(torch.float32)
+            if param.main_grad is None:  # type: ignore[attr-defined]
+                param.main_grad = grad.to(torch.float32)  # type: ignore[attr-defined]
             else:
-                add_widened(total, grad)
+                add_widened(param.main_grad, grad)  # type: ignore[attr-defined]
             param.grad = None
 
     def __exit__(
@@ -74,10 +87,19 @@ class Bf16Parameters:
     ) -> None:
         if kind is None:
             self.widen_grads()
-        for param, master, total in zip(self.params, self._masters, self._sums, strict=True):
+        self._restore(failed=kind is not None)
+
+    def _restore(self, *, failed: bool) -> None:
+        """fp32 values back into the parameters entered so far; the fp32 sums as ``.grad``,
+        or after a failure the entry ``.grad``."""
+        # strict=False: after a failure halfway through __enter__, only the first ones
+        entered = zip(self.params, self._masters, self._entry_grads, strict=False)
+        for param, master, entry in entered:
+            total = param.__dict__.pop("main_grad", None)
+            param.grad = None
             param.data = master
-            param.grad = total
-        self._masters, self._sums = [], []
+            param.grad = entry if failed or not param.requires_grad else total
+        self._masters, self._entry_grads = [], []
 
 
 def working_weights(
@@ -89,5 +111,7 @@ def working_weights(
     if param_dtype == torch.float32:
         return contextlib.nullcontext()
     if param_dtype == torch.bfloat16:
+        if any(type(p) not in (torch.Tensor, nn.Parameter) for p in model.parameters()):
+            raise ValueError("bf16 working weights need plain parameters, not sharded ones")
         return Bf16Parameters(model, param_dtype)
     raise ValueError(f"param_dtype must be torch.float32 or torch.bfloat16, got {param_dtype}")

@@ -219,11 +219,14 @@ def build_components(
     resume_policy: Callable[[nn.Module], None] | None = None,
 ) -> Components:
     """Everything a run trains with (module docstring for the order), from checked inputs."""
-    if runtime.distributed and config.model.param_dtype == "bfloat16":
-        raise BuildError(
-            "model.param_dtype=bfloat16 runs in one process; under torchrun FSDP2 sets the "
-            "compute dtype (bf16 parameters on GPU, autocast on CPU): leave it at float32"
-        )
+    if config.model.param_dtype == "bfloat16":
+        if runtime.distributed:
+            raise BuildError(
+                "model.param_dtype=bfloat16 runs in one process; under torchrun FSDP2 sets the "
+                "compute dtype (bf16 parameters on GPU, autocast on CPU): leave it at float32"
+            )
+        if autocast_dtype(runtime.device) is None:
+            raise BuildError(f"model.param_dtype=bfloat16: {runtime.device} has no bf16 compute")
     policy, tokenizer = _load_policy(config, model, tokenizer, runtime)
     limit = _prompt_limit(config, policy)
     train = fit_prompts(inputs.train, tokenizer, config, limit, label="training")

@@ -59,6 +59,13 @@ class ModelConfig(Section):
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
+    @property
+    def torch_param_dtype(self) -> Any:
+        """``param_dtype`` as a ``torch.dtype`` (torch is imported only when asked)."""
+        import torch
+
+        return getattr(torch, self.param_dtype)
+
     @model_validator(mode="after")
     def _check_precision(self) -> ModelConfig:
         if self.param_dtype == "bfloat16" and not self.bf16_autocast:

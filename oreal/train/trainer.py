@@ -384,7 +384,7 @@ class Trainer:
         settings = {
             "micro_batch_size": cfg.train.micro_batch_size,
             "autocast": cfg.model.bf16_autocast,
-            "param_dtype": getattr(torch, cfg.model.param_dtype),
+            "param_dtype": cfg.model.torch_param_dtype,
             "temperature": self._logprob_temperature(),
             "runtime": self.runtime,
         }
@@ -424,7 +424,7 @@ class Trainer:
             minibatches=cfg.algorithm.minibatches,
             grad_clip=cfg.optim.grad_clip,
             autocast=cfg.model.bf16_autocast,
-            param_dtype=getattr(torch, cfg.model.param_dtype),
+            param_dtype=cfg.model.torch_param_dtype,
             temperature=self._logprob_temperature(),
             max_new_tokens=cfg.rollout.max_new_tokens,
             seed=cfg.train.seed,
