@@ -276,7 +276,8 @@ def test_scoring_and_the_reference_see_the_weights_the_update_trains(
     tokenizer: PreTrainedTokenizerBase,
 ) -> None:
     """The policy's scores (PPO's old log-probs) and a bf16 reference's equal the bf16 copy's
-    forward exactly, so the first ratio is 1 and the KL to π_ref starts at exactly 0."""
+    forward exactly: PPO's old log-probs come from the weights the update computes with, and
+    the KL to π_ref starts at exactly 0."""
     model = build_tiny_model(seed=0)
     batch = rollouts(tokenizer)
     with torch.no_grad():

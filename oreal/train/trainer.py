@@ -35,12 +35,7 @@ from oreal.runtime import Runtime
 from oreal.seeding import Purpose, derive_seed, keyed_uniforms
 from oreal.train.build import Components, Inputs, build_components, check_inputs
 from oreal.train.callbacks import Callback, LoggingCallback, with_defaults
-from oreal.train.checkpoint import (
-    Checkpoint,
-    find_resumable,
-    load_policy_weights,
-    save_trainer,
-)
+from oreal.train.checkpoint import Checkpoint, find_resumable, load_policy_weights, save_trainer
 from oreal.train.config import OrealConfig
 from oreal.train.engine import RebuildableEngine
 from oreal.train.records import RunLock, gather_step_records, prepare_run_dir
