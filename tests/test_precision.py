@@ -138,6 +138,27 @@ def test_a_failure_while_entering_restores_the_parameters_cast_so_far(
         assert param.grad is None and not hasattr(param, "main_grad")
 
 
+def test_a_frozen_weight_is_cast_once_and_again_after_it_changes() -> None:
+    """LoRA's frozen base keeps its bf16 copy across steps; an in-place write to the frozen
+    weight (a load) gives it a new copy."""
+    model = build_tiny_model(seed=0)
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)
+
+    def working_storage() -> tuple[int, torch.Tensor]:
+        with Bf16Parameters(model):
+            return frozen.data_ptr(), frozen.detach().clone()
+
+    first, second = working_storage(), working_storage()
+    assert first[0] == second[0]  # the same bf16 copy
+    with torch.no_grad():
+        frozen.add_(1.0)
+    third = working_storage()
+    assert third[0] != first[0]
+    assert torch.equal(third[1], frozen.detach().to(torch.bfloat16))
+    assert frozen.dtype == torch.float32
+
+
 def test_direct_gradients_are_summed_in_main_grad_in_fp32() -> None:
     """Within the block the head's chunks and the embedding's rows add into ``main_grad`` in
     fp32, not into a bf16 ``.grad`` (oreal.models.direct_grads)."""

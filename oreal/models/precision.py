@@ -15,7 +15,8 @@ rollout engine's weight sync see fp32 parameters as before, outside the ``with``
 (RoPE's frequencies) stay fp32, as FSDP2 leaves them. The gradients are summed in each
 trainable parameter's fp32 ``main_grad`` while the block runs (Megatron-LM's name and its
 gradient-accumulation fusion): the head's chunks and the embedding's rows add into it directly
-(:mod:`oreal.models.direct_grads`), autograd's bf16 gradients after each micro-batch.
+(:mod:`oreal.models.direct_grads`), autograd's bf16 gradients after each micro-batch. Trained
+weights are cast at every entry (they change at every step); a frozen one keeps its bf16 copy.
 """
 
 from __future__ import annotations
@@ -61,11 +62,25 @@ class Bf16Parameters:
                 if param.requires_grad:
                     entry = self._entry_grads[-1]
                     param.main_grad = None if entry is None else entry.clone()  # type: ignore[attr-defined]
-                param.data = param.data.to(self.dtype)
+                param.data = self._working_copy(param)
         except BaseException:
             self._restore(failed=True)
             raise
         return self
+
+    def _working_copy(self, param: torch.Tensor) -> torch.Tensor:
+        """``param`` in bf16: cast afresh if it trains; a frozen one's copy (LoRA's base) is
+        kept on it and reused while its storage and autograd version stay the same (writes
+        through ``.data`` are not seen), so a LoRA run casts its base once, not at every
+        update and scoring call, for the copy's memory (270 MB for SmolLM2-135M)."""
+        if param.requires_grad:
+            return param.data.to(self.dtype)
+        key = (param.data_ptr(), param._version, self.dtype)
+        cached = param.__dict__.get("_oreal_working_copy")
+        if cached is None or cached[0] != key:
+            cached = (key, param.data.to(self.dtype))
+            param._oreal_working_copy = cached  # type: ignore[attr-defined]
+        return cached[1]
 
     def widen_grads(self) -> None:
         """Add each parameter's bf16 ``.grad`` into its fp32 ``main_grad`` and clear it."""
