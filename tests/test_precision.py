@@ -156,7 +156,29 @@ def test_a_frozen_weight_is_cast_once_and_again_after_it_changes() -> None:
     third = working_storage()
     assert third[0] != first[0]
     assert torch.equal(third[1], frozen.detach().to(torch.bfloat16))
+    frozen.data = torch.zeros_like(frozen.data)  # replaced, not written: _version stays
+    assert torch.equal(working_storage()[1], torch.zeros_like(third[1]))
     assert frozen.dtype == torch.float32
+    frozen.requires_grad_(True)  # unfrozen: cast afresh, the kept copy dropped
+    working_storage()
+    assert "_oreal_working_copy" not in frozen.__dict__
+
+
+def test_a_failure_while_widening_on_exit_still_restores(
+    tokenizer: PreTrainedTokenizerBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = build_tiny_model(seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def out_of_memory(self: Bf16Parameters) -> None:
+        raise MemoryError("widening")
+
+    with pytest.raises(MemoryError), Bf16Parameters(model):
+        loss_backward(model, rollouts(tokenizer), 0)
+        monkeypatch.setattr(Bf16Parameters, "widen_grads", out_of_memory)
+    for param, value in zip(model.parameters(), before, strict=True):
+        assert param.dtype == torch.float32 and torch.equal(param.detach(), value)
+        assert param.grad is None and not hasattr(param, "main_grad")
 
 
 def test_direct_gradients_are_summed_in_main_grad_in_fp32() -> None:

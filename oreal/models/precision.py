@@ -70,17 +70,21 @@ class Bf16Parameters:
 
     def _working_copy(self, param: torch.Tensor) -> torch.Tensor:
         """``param`` in bf16: cast afresh if it trains; a frozen one's copy (LoRA's base) is
-        kept on it and reused while its storage and autograd version stay the same (writes
-        through ``.data`` are not seen), so a LoRA run casts its base once, not at every
+        kept on it and reused while its fp32 tensor and autograd version stay the same (in-place
+        writes through ``.data`` are not seen), so a LoRA run casts its base once, not at every
         update and scoring call, for the copy's memory (270 MB for SmolLM2-135M)."""
         if param.requires_grad:
+            param.__dict__.pop("_oreal_working_copy", None)  # a weight unfrozen since
             return param.data.to(self.dtype)
         key = (param.data_ptr(), param._version, self.dtype)
         cached = param.__dict__.get("_oreal_working_copy")
-        if cached is None or cached[0] != key:
-            cached = (key, param.data.to(self.dtype))
+        if cached is None or cached[1] != key:
+            # the entry holds the fp32 tensor it was cast from, so that no other tensor can
+            # take its address and pass for it after a `param.data = ...` (which keeps _version)
+            master = param.data
+            cached = (master, key, master.to(self.dtype))
             param._oreal_working_copy = cached  # type: ignore[attr-defined]
-        return cached[1]
+        return cached[2]
 
     def widen_grads(self) -> None:
         """Add each parameter's bf16 ``.grad`` into its fp32 ``main_grad`` and clear it."""
@@ -100,8 +104,12 @@ class Bf16Parameters:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if kind is None:
-            self.widen_grads()
+        try:
+            if kind is None:
+                self.widen_grads()
+        except BaseException:  # out of memory while widening, say: still restore everything
+            self._restore(failed=True)
+            raise
         self._restore(failed=kind is not None)
 
     def _restore(self, *, failed: bool) -> None:

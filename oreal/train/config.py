@@ -47,7 +47,7 @@ class ModelConfig(Section):
         "float32",
         description=(
             "What the update's forward/backward and the policy's scoring compute with: the "
-            "fp32 weights under autocast, or bf16 copies of them cast once per optimizer step "
+            "fp32 weights under autocast, or bf16 copies of them cast once per step or call "
             "(bf16 norms and residual stream too; FSDP2's param_dtype). One process only."
         ),
     )
