@@ -7,11 +7,14 @@ forbids unknown keys, so a typo is an error that names the closest valid key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from oreal.algorithms import ALGORITHMS, AlgorithmParams, algorithm_params, import_plugins
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Section(BaseModel):
@@ -60,7 +63,7 @@ class ModelConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
     @property
-    def torch_param_dtype(self) -> Any:
+    def torch_param_dtype(self) -> torch.dtype:
         """``param_dtype`` as a ``torch.dtype`` (torch is imported only when asked)."""
         import torch
 
